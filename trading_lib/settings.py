@@ -1,0 +1,131 @@
+"""The one place that reads the pipeline's configuration from the environment.
+
+Every default works on a bare machine: data under the project folder, local execution.
+Deployments (docker-compose, the task image, Helm values) set these same variables; a test
+checks that every ``TRADING_*`` variable they set is one this module reads.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXECUTION_MODES = ("local", "kubernetes")
+
+# Every variable this module reads, with its meaning. Deployment files are checked against it.
+ENVIRONMENT_VARIABLES: dict[str, str] = {
+    "TRADING_DATA_ROOT": "where input/ and output/ live: a local folder or s3://bucket/prefix",
+    "TRADING_AWS_CONN_ID": "Airflow connection used for s3:// data roots (DAG side)",
+    "TRADING_EXECUTION_MODE": "local (partitions run in the Airflow worker) or kubernetes (one pod each)",
+    "TRADING_ORCHESTRATOR_SCHEDULE": "cron of trading_orchestrator, or 'none' for manual runs only",
+    "TRADING_TASK_IMAGE": "image of the KubernetesPodOperator partitions",
+    "TRADING_K8S_NAMESPACE": "namespace of partition pods",
+    "TRADING_K8S_SERVICE_ACCOUNT": "service account of partition pods",
+    "TRADING_K8S_IMAGE_PULL_POLICY": "IfNotPresent, Always or Never",
+    "TRADING_K8S_CPU_REQUEST": "CPU request of a partition pod",
+    "TRADING_K8S_CPU_LIMIT": "CPU limit of a partition pod",
+    "TRADING_K8S_MEMORY_REQUEST": "memory request of a partition pod",
+    "TRADING_K8S_MEMORY_LIMIT": "memory limit of a partition pod",
+    "TRADING_K8S_S3_SECRET": "Kubernetes secret whose keys become the pod's AWS_* environment",
+    "TRADING_K8S_STARTUP_TIMEOUT": "seconds a partition pod may take to start",
+}
+
+DEFAULT_SCHEDULE = "30 10-16 * * 1-5"  # after each hourly bar closes, Mon-Fri (America/New_York)
+SCHEDULE_TIMEZONE = "America/New_York"
+
+
+class SettingsError(ValueError):
+    """A configuration variable holds a value the pipeline cannot use; the message names it."""
+
+
+def _default_data_root() -> str:
+    # A source checkout (editable install) keeps its data beside the code, as the original design
+    # did (input/*.parquet next to input/generate_hourly_data.py); an installed package uses the cwd.
+    project = Path(__file__).resolve().parent.parent
+    if (project / "pyproject.toml").is_file():
+        return str(project)
+    return str(Path.cwd())
+
+
+def _positive_int(env: dict[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not an integer") from None
+    if value <= 0:
+        raise SettingsError(f"{name}={raw!r} must be a positive integer")
+    return value
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    namespace: str = "default"
+    service_account: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    cpu_request: str = "250m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+    s3_secret: str | None = None
+    startup_timeout_seconds: int = 300
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_root: str
+    aws_conn_id: str = "aws_default"
+    execution_mode: str = "local"
+    orchestrator_schedule: str | None = DEFAULT_SCHEDULE
+    task_image: str = "trading-pipeline:latest"
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+
+    @property
+    def is_s3(self) -> bool:
+        return self.data_root.startswith("s3://")
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Read the settings from ``environ`` (the process environment by default)."""
+    env = dict(os.environ if environ is None else environ)
+
+    data_root = env.get("TRADING_DATA_ROOT", "").strip() or _default_data_root()
+    if "://" in data_root and not data_root.startswith(("s3://", "file://")):
+        raise SettingsError(f"TRADING_DATA_ROOT={data_root!r}: only local paths and s3:// are supported")
+    if data_root.startswith("file://"):
+        data_root = data_root.removeprefix("file://")
+    if data_root.startswith("s3://") and len(data_root.removeprefix("s3://").strip("/")) == 0:
+        raise SettingsError("TRADING_DATA_ROOT='s3://' needs a bucket name")
+    data_root = data_root.rstrip("/") or "/"
+
+    mode = env.get("TRADING_EXECUTION_MODE", "local").strip().lower() or "local"
+    if mode not in EXECUTION_MODES:
+        raise SettingsError(f"TRADING_EXECUTION_MODE={mode!r}: expected one of {', '.join(EXECUTION_MODES)}")
+
+    schedule = env.get("TRADING_ORCHESTRATOR_SCHEDULE", DEFAULT_SCHEDULE).strip()
+    pull_policy = env.get("TRADING_K8S_IMAGE_PULL_POLICY", "IfNotPresent").strip()
+    if pull_policy not in ("IfNotPresent", "Always", "Never"):
+        raise SettingsError(f"TRADING_K8S_IMAGE_PULL_POLICY={pull_policy!r}: expected IfNotPresent, Always or Never")
+
+    kubernetes = KubernetesSettings(
+        namespace=env.get("TRADING_K8S_NAMESPACE", "").strip() or "default",
+        service_account=env.get("TRADING_K8S_SERVICE_ACCOUNT", "").strip() or None,
+        image_pull_policy=pull_policy,
+        cpu_request=env.get("TRADING_K8S_CPU_REQUEST", "").strip() or "250m",
+        cpu_limit=env.get("TRADING_K8S_CPU_LIMIT", "").strip() or "1",
+        memory_request=env.get("TRADING_K8S_MEMORY_REQUEST", "").strip() or "512Mi",
+        memory_limit=env.get("TRADING_K8S_MEMORY_LIMIT", "").strip() or "1Gi",
+        s3_secret=env.get("TRADING_K8S_S3_SECRET", "").strip() or None,
+        startup_timeout_seconds=_positive_int(env, "TRADING_K8S_STARTUP_TIMEOUT", 300),
+    )
+    return Settings(
+        data_root=data_root,
+        aws_conn_id=env.get("TRADING_AWS_CONN_ID", "").strip() or "aws_default",
+        execution_mode=mode,
+        orchestrator_schedule=None if schedule.lower() in ("", "none", "null") else schedule,
+        task_image=env.get("TRADING_TASK_IMAGE", "").strip() or "trading-pipeline:latest",
+        kubernetes=kubernetes,
+    )

@@ -1,0 +1,210 @@
+"""One storage layer for local folders and s3://, through fsspec.
+
+Writes are atomic and idempotent:
+- local: the bytes go to a hidden temporary file in the target folder, then ``os.replace`` (a
+  reader sees the old file or the new one, never half of one);
+- S3: one PUT of the whole object (S3 never exposes a partial object).
+Parquet is serialised in memory with fixed settings, so the same frame always gives the same bytes
+and a retried or cleared task rewrites an identical file rather than a different or second one.
+
+The DAG side may hand in the filesystem of an Airflow ``ObjectStoragePath`` (credentials from an
+Airflow connection); without one, s3fs reads the usual AWS_* environment (the Kubernetes pod path).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PARQUET_COMPRESSION = "snappy"
+
+
+class StorageError(RuntimeError):
+    """Reading or writing the data root failed; the message names the location."""
+
+
+class MissingInputError(StorageError):
+    """An expected file does not exist."""
+
+
+class CorruptInputError(StorageError):
+    """A file exists but cannot be read as what it should be."""
+
+
+class Storage:
+    """Keys are '/'-separated paths relative to ``root`` (a local folder or s3://bucket/prefix)."""
+
+    def __init__(self, root: str, fs: fsspec.AbstractFileSystem | None = None, **storage_options: Any):
+        self.root = root.rstrip("/") or "/"
+        self.is_s3 = self.root.startswith("s3://")
+        if fs is None:
+            fs, _ = fsspec.core.url_to_fs(self.root, **storage_options)
+        self.fs = fs
+        self._base = self.root.removeprefix("s3://") if self.is_s3 else os.path.abspath(self.root)
+
+    def __repr__(self) -> str:
+        return f"Storage({self.root!r})"
+
+    # -- locations -----------------------------------------------------------------------------
+    def path(self, key: str) -> str:
+        """The filesystem path of ``key`` (bucket/prefix/key on S3, an absolute path locally)."""
+        key = key.strip("/")
+        if not key or ".." in key.split("/"):
+            raise StorageError(f"invalid storage key {key!r}")
+        return f"{self._base}/{key}"
+
+    def url(self, key: str) -> str:
+        return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
+
+    def exists(self, key: str) -> bool:
+        return self._call(key, "check", lambda p: self.fs.exists(p))
+
+    def list_keys(self, prefix: str, suffix: str = "") -> list[str]:
+        """Keys below ``prefix`` ending in ``suffix``, sorted; [] when the prefix does not exist."""
+        base = self.path(prefix)
+
+        def find(p: str) -> list[str]:
+            try:
+                return self.fs.find(p)
+            except FileNotFoundError:
+                return []
+
+        found = self._call(prefix, "list", lambda _: find(base))
+        keys = []
+        for full in found:
+            full = full.removeprefix("s3://")
+            rel = full[len(self._base) + 1 :] if full.startswith(self._base + "/") else None
+            name = full.rsplit("/", 1)[-1]
+            if rel and rel.endswith(suffix) and not name.startswith("."):
+                keys.append(rel)
+        return sorted(keys)
+
+    # -- bytes ---------------------------------------------------------------------------------
+    def read_bytes(self, key: str) -> bytes:
+        return self._call(key, "read", lambda p: self.fs.cat_file(p))
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        path = self.path(key)
+        if self.is_s3:
+            self._call(key, "write", lambda p: self.fs.pipe_file(p, data))
+            return
+        folder = os.path.dirname(path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    def delete(self, key: str) -> None:
+        if self.exists(key):
+            self._call(key, "delete", lambda p: self.fs.rm_file(p))
+
+    # -- parquet -------------------------------------------------------------------------------
+    @staticmethod
+    def parquet_bytes(frame: pd.DataFrame, metadata: dict[str, str] | None = None) -> bytes:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        if metadata:
+            merged = dict(table.schema.metadata or {})
+            merged.update({k.encode(): str(v).encode() for k, v in metadata.items()})
+            table = table.replace_schema_metadata(merged)
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression=PARQUET_COMPRESSION)
+        return buffer.getvalue()
+
+    def write_parquet(self, key: str, frame: pd.DataFrame, metadata: dict[str, str] | None = None) -> int:
+        data = self.parquet_bytes(frame, metadata)
+        self.write_bytes(key, data)
+        return len(data)
+
+    def read_parquet(
+        self,
+        key: str,
+        columns: list[str] | None = None,
+        filters: list[tuple] | None = None,
+    ) -> pd.DataFrame:
+        """Read one parquet file; ``filters`` are pushed down (only the needed row groups are read)."""
+        if not self.exists(key):
+            raise MissingInputError(f"{self.url(key)} does not exist")
+        try:
+            table = pq.read_table(self._source(key), columns=columns, filters=filters, filesystem=self._arrow_fs())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise CorruptInputError(f"{self.url(key)} is not a readable parquet file: {exc}") from exc
+        return table.to_pandas()
+
+    def read_parquet_metadata(self, key: str) -> dict[str, str]:
+        """The key-value metadata of a parquet file (bytes keys decoded)."""
+        if not self.exists(key):
+            raise MissingInputError(f"{self.url(key)} does not exist")
+        try:
+            schema = pq.read_schema(self._source(key), filesystem=self._arrow_fs())
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise CorruptInputError(f"{self.url(key)} is not a readable parquet file: {exc}") from exc
+        return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
+
+    def read_parquet_many(self, keys: Iterable[str]) -> pd.DataFrame:
+        """Read many small parquet files of one schema as one frame (one dataset scan)."""
+        keys = list(keys)
+        if not keys:
+            return pd.DataFrame()
+        paths = [self._source(k) for k in keys]
+        try:
+            table = pq.ParquetDataset(paths, filesystem=self._arrow_fs()).read()
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise CorruptInputError(f"cannot read the parquet files under {self.root}: {exc}") from exc
+        return table.to_pandas()
+
+    # -- json ----------------------------------------------------------------------------------
+    def write_json(self, key: str, payload: Any) -> None:
+        text = json.dumps(payload, indent=2, sort_keys=True, default=_json_default, allow_nan=False)
+        self.write_bytes(key, (text + "\n").encode())
+
+    def read_json(self, key: str) -> Any:
+        if not self.exists(key):
+            raise MissingInputError(f"{self.url(key)} does not exist")
+        try:
+            return json.loads(self.read_bytes(key))
+        except ValueError as exc:
+            raise CorruptInputError(f"{self.url(key)} is not valid JSON: {exc}") from exc
+
+    # -- internals -----------------------------------------------------------------------------
+    def _source(self, key: str) -> str:
+        return self.path(key)
+
+    def _arrow_fs(self):
+        # Local files go through Arrow's native filesystem (faster); S3 through the fsspec one so
+        # that credentials handed in from an Airflow connection are used.
+        return None if not self.is_s3 else self.fs
+
+    def _call(self, key: str, action: str, fn):
+        try:
+            return fn(self.path(key))
+        except FileNotFoundError as exc:
+            raise MissingInputError(f"{self.url(key)} does not exist") from exc
+        except StorageError:
+            raise
+        except PermissionError as exc:
+            raise StorageError(f"cannot {action} {self.url(key)}: access denied ({exc})") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot {action} {self.url(key)}: {exc}") from exc
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -105,7 +105,12 @@ def partition_file_stem(ts: pd.Timestamp) -> str:
 
 
 def result_key(contract: str, ts: pd.Timestamp) -> str:
-    return f"{RESULTS_PREFIX}/{symbol_to_segment(contract)}/{partition_file_stem(ts)}.parquet"
+    return f"{RESULTS_PREFIX}/{result_relative_key(contract, ts)}"
+
+
+def result_relative_key(contract: str, ts: pd.Timestamp) -> str:
+    """Key of a partition result inside the trading-results folder: <CONTRACT>/<YYYYMMDD_HHMMSS>.parquet."""
+    return f"{symbol_to_segment(contract)}/{partition_file_stem(ts)}.parquet"
 
 
 def contract_results_prefix(contract: str) -> str:

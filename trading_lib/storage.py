@@ -51,6 +51,11 @@ class Storage:
         self.fs = fs
         self._base = self.root.removeprefix("s3://") if self.is_s3 else os.path.abspath(self.root)
 
+    def child(self, prefix: str) -> Storage:
+        """A Storage rooted at ``prefix`` below this one, sharing the filesystem (and credentials)."""
+        base = self.path(prefix)
+        return Storage(f"s3://{base}" if self.is_s3 else base, fs=self.fs)
+
     def __repr__(self) -> str:
         return f"Storage({self.root!r})"
 

@@ -7,6 +7,8 @@ import re
 # Letters/digits, optionally an index caret in front, and '-' or '.' separated share classes or
 # exchange suffixes (BRK-B, BF.B, RY.TO). No slash, no whitespace, no '..': a symbol becomes a folder.
 _SYMBOL = re.compile(r"^\^?[A-Z0-9]{1,10}(?:[.\-=][A-Z0-9]{1,10}){0,2}$")
+# The same rule for JSON schemas (Airflow Params), case-insensitive as validate_symbol upper-cases.
+JSON_SCHEMA_PATTERN = r"^\^?[A-Za-z0-9]{1,10}([.\-=][A-Za-z0-9]{1,10}){0,2}$"
 MAX_SYMBOL_LENGTH = 20
 
 MARKET_INDEX = "^GSPC"

@@ -1,0 +1,59 @@
+# Two commands: `make demo` (the whole pipeline in a real local Airflow) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+DATA ?= sample
+CONTRACTS ?= 10
+
+.PHONY: demo stop status test test-fast bench lint install install-test clean
+
+$(STAMP): requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
+	$(UV) pip install --quiet --python $(PY) -r requirements.txt
+	$(UV) pip install --quiet --python $(PY) --no-deps -e .
+	$(UV) pip check --python $(PY)
+	@touch $@
+
+$(TEST_STAMP): $(STAMP) requirements-test.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements.txt -r requirements-test.txt
+	$(UV) pip check --python $(PY)
+	@touch $@
+
+install: $(STAMP)
+install-test: $(TEST_STAMP)
+
+## make demo [DATA=real] [CONTRACTS=10]: start (or reuse) a local Airflow and run the pipeline in it
+demo: $(STAMP)
+	$(PY) scripts/demo.py --data $(DATA) --contracts $(CONTRACTS)
+
+## make stop: stop the local Airflow started by make demo
+stop:
+	@test -x $(PY) && $(PY) scripts/local_airflow.py stop || true
+
+status: $(STAMP)
+	$(PY) scripts/local_airflow.py status
+
+## make test: every test, end-to-end against a real Airflow included
+test: $(TEST_STAMP)
+	$(PY) scripts/install_test_tools.py
+	$(PY) -m pytest
+
+## make test-fast: skip the tests that start an Airflow, an S3 server or a browser
+test-fast: $(TEST_STAMP)
+	$(PY) -m pytest -m "not e2e and not browser"
+
+bench: $(TEST_STAMP)
+	$(PY) bench/bench_analytics.py
+	$(PY) bench/bench_parse.py
+	$(PY) bench/bench_pipeline.py
+
+lint: $(TEST_STAMP)
+	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts
+
+clean: stop
+	rm -rf airflow_home output input/*.parquet test-output

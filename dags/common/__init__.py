@@ -1,0 +1,1 @@
+"""Airflow-side helpers shared by the DAG files (not DAGs themselves: see dags/.airflowignore)."""

@@ -1,0 +1,93 @@
+"""What every DAG of the bundle shares: the asset, storage for tasks, and turning bad input into a clean failure.
+
+Imported at parse time: keep it light (pandas & co. are imported inside the functions that need them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pendulum
+from airflow.sdk import Asset, AssetAlias
+
+from trading_lib.layout import RESULTS_PREFIX
+from trading_lib.settings import SCHEDULE_TIMEZONE, Settings, load_settings
+
+SETTINGS: Settings = load_settings()
+
+OWNER = "trading"
+START_DATE = pendulum.datetime(2024, 1, 1, tz=SCHEDULE_TIMEZONE)
+
+
+def _results_uri(settings: Settings) -> str:
+    if settings.is_s3:
+        return f"{settings.data_root}/{RESULTS_PREFIX}"
+    return Path(settings.data_root, RESULTS_PREFIX).resolve().as_uri()
+
+
+# Aggregation is scheduled on this asset. Events come from ONE place per pipeline run (the
+# orchestrator's final task), from a standalone analyze_symbol run's final task, and from a
+# partition that is reprocessed (its cleared mapped instance), never from every partition of a
+# first run: one aggregation per pipeline run instead of one per scheduler loop that saw events.
+RESULTS_ASSET = Asset(name="trading_results", uri=_results_uri(SETTINGS), group="trading")
+# Tasks that decide at run time whether they emit RESULTS_ASSET declare this alias as outlet.
+RESULTS_UPDATES = AssetAlias(name="trading_results_updates", group="trading")
+
+# Retries for tasks that talk to storage or Yahoo: transient failures (S3 outage, rate limits)
+# heal; bad input is raised as AirflowFailException by bad_input_fails_fast and never retried.
+IO_RETRY_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=5),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=2),
+}
+DEFAULT_ARGS = {"owner": OWNER, **IO_RETRY_ARGS}
+
+
+def task_storage():
+    """The data root as a trading_lib Storage; s3:// roots use the Airflow connection's credentials."""
+    from trading_lib.storage import Storage
+
+    settings = load_settings()
+    if not settings.is_s3:
+        return Storage(settings.data_root)
+    from airflow.sdk import ObjectStoragePath
+
+    path = ObjectStoragePath(settings.data_root, conn_id=settings.aws_conn_id)
+    return Storage(settings.data_root, fs=path.fs)
+
+
+def storage_at(root: str):
+    """A Storage for another location (e.g. aggregate_portfolio's output_dir), same credentials rules."""
+    from trading_lib.storage import Storage
+
+    if not root.startswith("s3://"):
+        return Storage(root)
+    from airflow.sdk import ObjectStoragePath
+
+    return Storage(root, fs=ObjectStoragePath(root, conn_id=load_settings().aws_conn_id).fs)
+
+
+@contextmanager
+def bad_input_fails_fast() -> Iterator[None]:
+    """Bad conf or bad input data fails the task at once (no retry), with the library's message."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from trading_lib.inputs import InputDataError
+    from trading_lib.layout import PartitionKeyError
+    from trading_lib.pipeline import PipelineInputError
+    from trading_lib.storage import CorruptInputError, MissingInputError
+    from trading_lib.symbols import SymbolError
+
+    try:
+        yield
+    except (PipelineInputError, SymbolError, PartitionKeyError, InputDataError, MissingInputError, CorruptInputError) as exc:
+        raise AirflowFailException(str(exc)) from exc
+
+
+def is_reprocessing(dag_run) -> bool:
+    """True when this run was cleared (some of its tasks run again) rather than running for the first time."""
+    return bool(getattr(dag_run, "clear_number", 0))

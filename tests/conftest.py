@@ -1,0 +1,29 @@
+"""Test-wide environment: an isolated Airflow home and data root, set before Airflow is imported.
+
+Airflow reads its configuration once, at import; every test process therefore gets its own
+AIRFLOW_HOME (SQLite) and TRADING_DATA_ROOT under a temporary folder, never the developer's.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parent.parent
+_SESSION_ROOT = Path(tempfile.mkdtemp(prefix="trading-tests-"))
+
+os.environ["AIRFLOW_HOME"] = str(_SESSION_ROOT / "airflow_home")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(PROJECT / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(PROJECT / "plugins")
+os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "False"
+os.environ["TRADING_DATA_ROOT"] = str(_SESSION_ROOT / "data")
+os.environ["TRADING_ORCHESTRATOR_SCHEDULE"] = "none"
+os.environ.setdefault("TRADING_EXECUTION_MODE", "local")
+Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+
+# Airflow puts the bundle (dags/) on sys.path in its own processes; a plain test process must too.
+if str(PROJECT / "dags") not in sys.path:
+    sys.path.append(str(PROJECT / "dags"))

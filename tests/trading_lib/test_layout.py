@@ -1,0 +1,37 @@
+import pandas as pd
+import pytest
+
+from trading_lib import layout
+
+
+def test_partition_keys_use_exchange_local_time():
+    ts = layout.parse_partition_timestamp("2024-01-02T09:30:00-05:00")
+    assert layout.partition_label(ts) == "2024-01-02T09:30:00-05:00"
+    assert layout.result_key("AAPL", ts) == "output/trading-results/AAPL/20240102_093000.parquet"
+    # The same instant given in UTC names the same partition.
+    assert layout.parse_partition_timestamp("2024-01-02T14:30:00+00:00") == ts
+    # Naive timestamps are New York time; summer time gives a -04:00 offset.
+    assert layout.partition_label(layout.parse_partition_timestamp("2024-07-01 10:30")) == "2024-07-01T10:30:00-04:00"
+
+
+@pytest.mark.parametrize("value", ["", "yesterday", None, 5, "2024-13-45T09:30"])
+def test_bad_partition_timestamps_are_named(value):
+    with pytest.raises(layout.PartitionKeyError, match="timestamp"):
+        layout.parse_partition_timestamp(value)
+
+
+def test_index_symbols_get_safe_folders():
+    ts = layout.parse_partition_timestamp("2024-01-02T09:30:00-05:00")
+    assert layout.result_key("^VIX", ts) == "output/trading-results/_VIX/20240102_093000.parquet"
+
+
+def test_to_exchange_time_normalises_series():
+    series = layout.to_exchange_time(pd.Series(["2024-01-02 14:30:00+00:00", "2024-01-02 15:30:00+00:00"]))
+    assert str(series.dt.tz) == "America/New_York"
+    assert series.dt.hour.tolist() == [9, 10]
+
+
+@pytest.mark.parametrize("name", ["", "../x", "a//b", "a/../b", "."])
+def test_report_key_rejects_path_tricks(name):
+    with pytest.raises(ValueError, match="bad report name"):
+        layout.report_key(name)

@@ -1,0 +1,84 @@
+"""Local storage: atomic, idempotent writes and clear errors. (S3: tests/trading_lib/test_storage_s3.py.)"""
+
+import os
+
+import pandas as pd
+import pytest
+
+from trading_lib.storage import CorruptInputError, MissingInputError, Storage, StorageError
+
+
+@pytest.fixture
+def frame():
+    return pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2024-01-02 09:30", periods=3, freq="h", tz="America/New_York"),
+            "contract": ["AAPL", "AAPL", "MSFT"],
+            "close": [1.5, 2.5, 3.5],
+        }
+    )
+
+
+def test_parquet_round_trip_with_metadata_and_filters(tmp_path, frame):
+    storage = Storage(str(tmp_path))
+    storage.write_parquet("input/x.parquet", frame, {"trading.window_start": "2024"})
+    pd.testing.assert_frame_equal(storage.read_parquet("input/x.parquet"), frame)
+    assert storage.read_parquet_metadata("input/x.parquet") == {"trading.window_start": "2024"}
+    only_aapl = storage.read_parquet("input/x.parquet", filters=[("contract", "==", "AAPL")])
+    assert only_aapl["contract"].tolist() == ["AAPL", "AAPL"]
+
+
+def test_same_frame_gives_same_bytes_and_one_file(tmp_path, frame):
+    storage = Storage(str(tmp_path))
+    storage.write_parquet("out/a.parquet", frame)
+    first = (tmp_path / "out" / "a.parquet").read_bytes()
+    storage.write_parquet("out/a.parquet", frame.copy())
+    assert (tmp_path / "out" / "a.parquet").read_bytes() == first
+    assert os.listdir(tmp_path / "out") == ["a.parquet"]  # no temporary file left behind
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, frame):
+    storage = Storage(str(tmp_path))
+    storage.write_bytes("out/a.bin", b"old")
+    # A write interrupted half-way (here: the data cannot be written) must not touch the target.
+    with pytest.raises(TypeError):
+        storage.write_bytes("out/a.bin", object())  # type: ignore[arg-type]
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"old"
+    assert os.listdir(tmp_path / "out") == ["a.bin"]
+
+
+def test_list_keys_skips_hidden_temporaries(tmp_path):
+    storage = Storage(str(tmp_path))
+    storage.write_bytes("r/AAPL/1.parquet", b"1")
+    storage.write_bytes("r/MSFT/2.parquet", b"2")
+    (tmp_path / "r" / "AAPL" / ".3.parquet.abc.tmp").write_bytes(b"partial")
+    assert storage.list_keys("r", suffix=".parquet") == ["r/AAPL/1.parquet", "r/MSFT/2.parquet"]
+    assert storage.list_keys("missing") == []
+    assert storage.child("r").list_keys("AAPL") == ["AAPL/1.parquet"]
+
+
+def test_missing_and_corrupt_files_name_the_file(tmp_path):
+    storage = Storage(str(tmp_path))
+    with pytest.raises(MissingInputError, match="nothere.parquet"):
+        storage.read_parquet("nothere.parquet")
+    storage.write_bytes("bad.parquet", b"not parquet at all")
+    with pytest.raises(CorruptInputError, match="bad.parquet"):
+        storage.read_parquet("bad.parquet")
+    storage.write_bytes("bad.json", b"{")
+    with pytest.raises(CorruptInputError, match="bad.json"):
+        storage.read_json("bad.json")
+
+
+@pytest.mark.parametrize("key", ["", "../escape", "a/../../b"])
+def test_keys_cannot_escape_the_root(tmp_path, key):
+    with pytest.raises(StorageError, match="invalid storage key"):
+        Storage(str(tmp_path)).path(key)
+
+
+def test_json_is_strict_and_stable(tmp_path):
+    storage = Storage(str(tmp_path))
+    storage.write_json("r.json", {"b": 1, "a": pd.Timestamp("2024-01-02", tz="UTC")})
+    assert storage.read_json("r.json") == {"a": "2024-01-02T00:00:00+00:00", "b": 1}
+    with pytest.raises(ValueError):
+        storage.write_json("nan.json", {"x": float("nan")})
+    assert not storage.exists("nan.json")

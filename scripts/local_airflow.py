@@ -97,6 +97,10 @@ class LocalAirflow:
                 "AIRFLOW__API_AUTH__JWT_SECRET": self._secret(".jwt_secret", 64),
                 "AIRFLOW__API__SECRET_KEY": self._secret(".api_secret_key", 32),
                 "AIRFLOW__API__PORT": str(self.port),
+                "AIRFLOW__API__HOST": "127.0.0.1",
+                # Log servers get ports of their own per instance, so a test Airflow and the demo can coexist.
+                "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(self.port + 713),
+                "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.port + 714),
                 "AIRFLOW__API__BASE_URL": f"http://localhost:{self.port}",
                 "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
                 "TRADING_ORCHESTRATOR_SCHEDULE": "none",
@@ -299,6 +303,15 @@ class AirflowClient:
                 "reset_dag_runs": True,
             },
         )
+
+    def count_task_instances(
+        self, dag_id: str, task_id: str, run_id_prefix: str, state: str | None = None
+    ) -> int:
+        """How many task instances of ``task_id`` (mapped ones each count) in runs whose id starts with the prefix."""
+        query = f"task_id={task_id}&run_id_prefix_pattern={urllib.parse.quote(run_id_prefix, safe='')}&limit=1"
+        if state:
+            query += f"&state={state}"
+        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?{query}")["total_entries"]
 
     def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 1.0) -> dict:
         deadline = time.monotonic() + timeout

@@ -21,6 +21,7 @@ pytestmark = pytest.mark.airflow
 
 @pytest.fixture(scope="module")
 def dagbag():
+    """Parsing needs no metadata DB (unlike conftest's dagbag, which dag.test() uses)."""
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(str(DAGS))

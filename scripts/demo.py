@@ -1,0 +1,141 @@
+"""`make demo`: sample data, a real local Airflow, one pipeline run through the REST API, the summary.
+
+    python scripts/demo.py [--data sample|real] [--contracts 10] [--port 8080]
+
+Leaves Airflow running so the UI can be explored; `make stop` stops it, a second `make demo`
+reuses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from local_airflow import DEFAULT_HOME, PROJECT, USERNAME, LocalAirflow  # noqa: E402
+
+REAL_DATA = PROJECT / "input" / "yahoo-1h-2022"
+BAR_WIDTH = 40
+
+
+def _bar(done: int, total: int) -> str:
+    filled = int(BAR_WIDTH * done / total) if total else 0
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
+
+
+def run_pipeline(airflow: LocalAirflow, conf: dict, *, show_progress: bool = True, timeout: float = 900) -> dict:
+    """Trigger trading_orchestrator, follow its partitions, wait for the aggregation it starts.
+
+    Returns {"orchestrator": run, "aggregation": run or None, "partitions": (done, total)}.
+    """
+    client = airflow.client()
+    for dag_id in ("trading_orchestrator", "analyze_symbol", "aggregate_portfolio"):
+        client.wait_for_dag(dag_id)
+    aggregations_before = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
+    run = client.trigger("trading_orchestrator", conf)
+    run_id = run["dag_run_id"]
+    prefix = f"{run_id}__"
+    started = time.monotonic()
+    done = total = 0
+    while True:
+        state = client.dag_run("trading_orchestrator", run_id)["state"]
+        total = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix)
+        done = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, state="success")
+        if show_progress:
+            print(f"\r  partitions {_bar(done, total)}  {time.monotonic() - started:5.0f} s  ({state})  ", end="", flush=True)
+        if state in ("success", "failed"):
+            break
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"trading_orchestrator run {run_id} not finished after {timeout:.0f} s")
+        time.sleep(1)
+    if show_progress:
+        print()
+    orchestrator = client.dag_run("trading_orchestrator", run_id)
+    aggregation = None
+    if orchestrator["state"] == "success":
+        deadline = time.monotonic() + 120
+        while aggregation is None or aggregation["state"] not in ("success", "failed"):
+            if time.monotonic() > deadline:
+                raise TimeoutError("aggregate_portfolio did not finish within 120 s of the orchestrator")
+            new = [r for r in client.dag_runs("aggregate_portfolio") if r["dag_run_id"] not in aggregations_before]
+            aggregation = new[-1] if new else None
+            time.sleep(1)
+    return {"orchestrator": orchestrator, "aggregation": aggregation, "partitions": (done, total)}
+
+
+def _print_summary(data_root: Path) -> None:
+    report = json.loads((data_root / "output" / "reports" / "portfolio.json").read_text())
+    s = report["summary"]
+    print("\nPortfolio summary")
+    rows = [
+        ("contracts", s["contracts"]),
+        ("partitions", f"{s['partitions']} of {s['expected_partitions']} expected"),
+        ("trades (closed)", f"{s['trades']} ({s['closed_trades']})"),
+        ("win rate", "n/a" if s["win_rate"] is None else f"{s['win_rate']:.1%}"),
+        ("total P&L", f"{s['total_pnl']:,.2f} USD"),
+        ("Sharpe ratio (annualised)", "n/a" if s["sharpe_ratio"] is None else f"{s['sharpe_ratio']:.2f}"),
+        ("average beta", "n/a" if s["average_beta"] is None else f"{s['average_beta']:.3f}"),
+    ]
+    for name, value in rows:
+        print(f"  {name:<28} {value}")
+    print("\n  contract    trades  win rate     P&L (USD)   avg beta")
+    for c in report["contracts"]:
+        win = "n/a" if c["win_rate"] is None else f"{c['win_rate']:.0%}"
+        beta = "n/a" if c["average_beta"] is None else f"{c['average_beta']:.2f}"
+        print(f"  {c['contract']:<10} {c['trades']:>6} {win:>9} {c['total_pnl']:>13,.2f} {beta:>10}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=["sample", "real"], default="sample")
+    parser.add_argument("--contracts", type=int, default=10)
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    args = parser.parse_args(argv)
+
+    from trading_lib import pipeline
+    from trading_lib.settings import load_settings
+
+    settings = load_settings()
+    if settings.is_s3:
+        print("make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr)
+        return 2
+    data_root = Path(settings.data_root)
+    storage = pipeline.open_storage(settings)
+    print(f"1/4 Writing {args.data} input data to {data_root / 'input'}")
+    generated = pipeline.generate_inputs(
+        storage, num_contracts=args.contracts, real_folder=str(REAL_DATA) if args.data == "real" else None
+    )
+    contracts = min(args.contracts, len(generated["contracts"]))
+
+    airflow = LocalAirflow(args.home, args.port, str(data_root))
+    if airflow.running() and airflow.healthy():
+        print(f"2/4 Reusing the local Airflow at {airflow.base_url}")
+    else:
+        print(f"2/4 Starting a local Airflow in {airflow.home} (SQLite, LocalExecutor; ~30-60 s)")
+        airflow.start()
+
+    print(f"3/4 Triggering trading_orchestrator with num_contracts={contracts}")
+    outcome = run_pipeline(airflow, {"num_contracts": contracts})
+    orchestrator = outcome["orchestrator"]
+    ui = f"http://localhost:{args.port}"
+    if orchestrator["state"] != "success":
+        print(f"trading_orchestrator run {orchestrator['dag_run_id']} {orchestrator['state']}: see {ui}/dags/trading_orchestrator")
+        return 1
+    aggregation = outcome["aggregation"]
+    print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
+    if aggregation["state"] != "success":
+        return 1
+    _print_summary(data_root)
+    print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")
+    print(f"Reports:    {ui}/trading-reports/   Results: {data_root / 'output' / 'trading-results'}")
+    print("Airflow keeps running for you to explore; `make stop` stops it.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

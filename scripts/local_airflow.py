@@ -4,7 +4,10 @@ SQLite, LocalExecutor, AIRFLOW_HOME inside the project (gitignored).
 Used by `make demo`, `make stop`, the end-to-end tests and the pipeline benchmark, so the tests run
 exactly the stack users run. Standard library only (it runs before anything is imported).
 
-    python scripts/local_airflow.py start|stop|status [--home DIR] [--port 8080] [--data-root DIR]
+    python scripts/local_airflow.py start|stop|status|env [--home DIR] [--port 8080] [--data-root DIR]
+
+`env` prints the environment as shell exports, so the Airflow CLI talks to the same home:
+    eval "$(.venv/bin/python scripts/local_airflow.py env)"; airflow dags test analyze_symbol -c '{"contract": "AAPL"}'
 
 Tuning for a small machine (2 cores, SQLite), measured in ../shared/docs/airflow-3.3-local.md
 and bench/bench_pipeline.py; see docs/local-airflow.md:
@@ -326,7 +329,7 @@ class AirflowClient:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["start", "stop", "status"])
+    parser.add_argument("action", choices=["start", "stop", "status", "env"])
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--data-root")
@@ -335,6 +338,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.action == "start":
         airflow.start()
         print(f"Airflow is up at {airflow.base_url} (user {USERNAME}, password {airflow.password})")
+    elif args.action == "env":
+        import shlex
+
+        for name, value in sorted(airflow.env().items()):
+            if name.startswith(("AIRFLOW", "TRADING_")) or name == "PATH":
+                print(f"export {name}={shlex.quote(value)}")
     elif args.action == "stop":
         airflow.stop()
         print("Airflow stopped")

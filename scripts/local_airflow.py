@@ -59,8 +59,10 @@ class LocalAirflow:
         port: int = 8080,
         data_root: str | None = None,
         extra_env: dict[str, str] | None = None,
+        dags_folder: Path = PROJECT / "dags",
     ):
         self.home = Path(home).resolve()
+        self.dags_folder = Path(dags_folder)
         self.port = port
         self.data_root = data_root
         self.extra_env = extra_env or {}
@@ -93,7 +95,7 @@ class LocalAirflow:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT / "dags"),
+                "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self.passwords_file),
@@ -137,6 +139,10 @@ class LocalAirflow:
         self.home.mkdir(parents=True, exist_ok=True)
         (self.home / "run").mkdir(exist_ok=True)
         (self.home / "logs").mkdir(exist_ok=True)
+        (self.home / "config").mkdir(exist_ok=True)
+        local_settings = self.home / "config" / "airflow_local_settings.py"
+        local_settings.unlink(missing_ok=True)
+        local_settings.symlink_to(PROJECT / "scripts" / "airflow_local_settings.py")
         self.password  # noqa: B018 - creates the passwords file before the api-server reads it
         env = self.env()
         subprocess.run(

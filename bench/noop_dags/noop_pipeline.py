@@ -1,0 +1,133 @@
+"""
+### No-op pipeline: the same shape as the trading pipeline, tasks that do nothing
+
+Airflow's own floor for this shape, measured by bench/bench_pipeline.py against the real pipeline:
+an orchestrator (check → ingest (skipped) → validate → branch → select → mapped
+TriggerDagRunOperator waiting deferrably → publish an asset), one per-symbol run per contract
+mapping a no-op over 24 timestamps, and an asset-scheduled aggregation.
+"""
+
+from __future__ import annotations
+
+import pendulum
+
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import Asset, Param, dag, get_current_context, task
+
+NOOP_RESULTS = Asset(name="noop_results", uri="file:///tmp/noop-results", group="bench")
+START = pendulum.datetime(2024, 1, 1, tz="America/New_York")
+ARGS = {"owner": "bench"}
+
+
+@dag(
+    dag_id="noop_orchestrator",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["bench"],
+    default_args=ARGS,
+    params={"num_contracts": Param(10, type="integer", minimum=1)},
+)
+def noop_orchestrator():
+    @task
+    def check_request() -> dict:
+        return {"num_contracts": get_current_context()["params"]["num_contracts"]}
+
+    @task
+    def ingest_market_data(request: dict) -> None:
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        raise AirflowSkipException("no-op")
+
+    @task(trigger_rule="none_failed")
+    def validate_data(request: dict) -> dict:
+        return {"status": "PASS"}
+
+    @task.branch(trigger_rule="none_failed")
+    def check_validation() -> str:
+        return "select_contracts"
+
+    @task
+    def stop_on_validation_failure() -> None:
+        raise RuntimeError("unreachable")
+
+    @task
+    def select_contracts(request: dict) -> list[dict]:
+        run_id = get_current_context()["run_id"]
+        return [
+            {"trigger_run_id": f"{run_id}__C{i}", "conf": {"contract": f"C{i}"}}
+            for i in range(request["num_contracts"])
+        ]
+
+    @task(outlets=[NOOP_RESULTS])
+    def publish_results(selected: list[dict]) -> None:
+        pass
+
+    request = check_request()
+    selected = select_contracts(request)
+    triggered = TriggerDagRunOperator.partial(
+        task_id="trigger_noop_symbol",
+        trigger_dag_id="noop_symbol",
+        logical_date=None,
+        wait_for_completion=True,
+        deferrable=True,
+        poke_interval=2,
+    ).expand_kwargs(selected)
+    ingest_market_data(request) >> validate_data(request) >> check_validation() >> [
+        stop_on_validation_failure(),
+        selected,
+    ]
+    triggered >> publish_results(selected)
+
+
+@dag(
+    dag_id="noop_symbol",
+    schedule=None,
+    start_date=START,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["bench"],
+    default_args=ARGS,
+    max_active_runs=16,
+    params={"contract": Param("C0", type="string")},
+)
+def noop_symbol():
+    @task
+    def list_partitions() -> list[list[str]]:
+        return [[f"t{i}"] for i in range(24)]
+
+    @task(map_index_template="{{ partition_label }}")
+    def analyze_time_partition(partition_timestamps: list[str]) -> int:
+        get_current_context()["partition_label"] = partition_timestamps[0]
+        return 1
+
+    @task
+    def summarize_symbol(chunks: list[list[str]]) -> None:
+        pass
+
+    partitions = list_partitions()
+    analyze_time_partition.expand(partition_timestamps=partitions) >> summarize_symbol(partitions)
+
+
+@dag(
+    dag_id="noop_aggregate",
+    schedule=[NOOP_RESULTS],
+    start_date=START,
+    catchup=False,
+    doc_md=__doc__,
+    tags=["bench"],
+    default_args=ARGS,
+    max_active_runs=1,
+)
+def noop_aggregate():
+    @task
+    def aggregate() -> None:
+        pass
+
+    aggregate()
+
+
+noop_orchestrator()
+noop_symbol()
+noop_aggregate()

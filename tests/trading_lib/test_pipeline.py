@@ -1,0 +1,87 @@
+"""Pipeline operations on small hand-made inputs (the full paths run in tests/dags and tests/e2e)."""
+
+import pandas as pd
+import pytest
+
+from trading_lib import pipeline
+from trading_lib.inputs import AnalysisWindow, InputData, write_inputs
+from trading_lib.storage import MissingInputError, Storage
+
+
+@pytest.fixture
+def storage(tmp_path):
+    ts = pd.date_range("2024-01-02 09:30", periods=6, freq="h", tz="America/New_York")
+    bars = pd.DataFrame({"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0})
+    holdings = pd.concat([bars.assign(contract=c) for c in ("MSFT", "AAPL", "^VIX")], ignore_index=True)
+    window = AnalysisWindow(ts[2], ts[5])  # 11:30, 12:30, 13:30
+    storage = Storage(str(tmp_path))
+    write_inputs(storage, InputData(holdings, bars, bars, window))
+    return storage
+
+
+def test_list_partitions_uses_the_recorded_window(storage):
+    assert pipeline.list_partitions(storage, "aapl") == [
+        "2024-01-02T11:30:00-05:00",
+        "2024-01-02T12:30:00-05:00",
+        "2024-01-02T13:30:00-05:00",
+    ]
+    window = pipeline.resolve_window(storage, "2024-01-02T09:30:00-05:00", "2024-01-02T10:30:00-05:00")
+    assert pipeline.list_partitions(storage, "AAPL", window=window) == ["2024-01-02T09:30:00-05:00"]
+
+
+def test_list_partitions_with_explicit_timestamps(storage):
+    # Any notation of the same instant names the same partition; duplicates collapse.
+    chosen = pipeline.list_partitions(
+        storage, "MSFT", timestamps=["2024-01-02T15:30:00+00:00", "2024-01-02 10:30", "2024-01-02T10:30:00-05:00"]
+    )
+    assert chosen == ["2024-01-02T10:30:00-05:00"]
+
+
+@pytest.mark.parametrize(
+    ("contract", "timestamps", "message"),
+    [
+        ("ZZZZ", None, "contract: 'ZZZZ' is not in"),
+        ("../x", None, "contract: symbol '../x'"),
+        ("AAPL", ["2024-01-03T09:30:00-05:00"], "timestamps[0]: '2024-01-03T09:30:00-05:00' is not a bar of AAPL"),
+        ("AAPL", ["2024-01-02T10:30:00-05:00", "noon"], "timestamps[1]"),
+        ("AAPL", [], "must be a non-empty list"),
+        ("AAPL", "2024-01-02T10:30:00-05:00", "must be a non-empty list"),
+    ],
+)
+def test_bad_requests_name_the_field(storage, contract, timestamps, message):
+    with pytest.raises(pipeline.PipelineInputError) as excinfo:
+        pipeline.list_partitions(storage, contract, timestamps=timestamps)
+    assert message in str(excinfo.value)
+
+
+def test_select_contracts(storage):
+    assert pipeline.select_contracts(storage, 2) == ["AAPL", "MSFT"]
+    for bad in (0, 4, -1, True):
+        with pytest.raises(pipeline.PipelineInputError, match="num_contracts"):
+            pipeline.select_contracts(storage, bad)
+
+
+def test_resolve_window_errors(storage):
+    with pytest.raises(pipeline.PipelineInputError, match="together"):
+        pipeline.resolve_window(storage, "2024-01-02", None)
+    with pytest.raises(pipeline.PipelineInputError, match="window"):
+        pipeline.resolve_window(storage, "2024-01-03", "2024-01-02")
+    with pytest.raises(pipeline.PipelineInputError, match="window"):
+        pipeline.resolve_window(storage, "soon", "later")
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "sizes"),
+    [(24, 1024, [1] * 24), (24, 10, [3] * 8), (1764, 1024, [2] * 882), (5, 2, [3, 2]), (0, 10, [])],
+)
+def test_chunking_keeps_mapped_instances_within_the_limit(count, limit, sizes):
+    labels = [f"t{i}" for i in range(count)]
+    chunks = pipeline.chunk_partitions(labels, limit)
+    assert [len(c) for c in chunks] == sizes
+    assert len(chunks) <= limit
+    assert [label for chunk in chunks for label in chunk] == labels
+
+
+def test_nothing_to_aggregate_is_an_error(tmp_path):
+    with pytest.raises(MissingInputError):
+        pipeline.aggregate(Storage(str(tmp_path)))

@@ -33,6 +33,7 @@ from trading_lib.symbols import JSON_SCHEMA_PATTERN
             items={"type": "string", "pattern": JSON_SCHEMA_PATTERN},
             minItems=1,
             uniqueItems=True,
+            description="Stocks to fetch (^VIX and ^GSPC are always added)",
         ),
         "start_date": Param(None, type=["null", "string"], format="date", description="YYYY-MM-DD"),
         "end_date": Param(None, type=["null", "string"], format="date", description="YYYY-MM-DD, exclusive"),

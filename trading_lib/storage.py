@@ -71,7 +71,7 @@ class Storage:
         return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
 
     def exists(self, key: str) -> bool:
-        return self._call(key, "check", lambda p: self.fs.exists(p))
+        return self._call(key, "check", lambda p: self._fresh(p) and self.fs.exists(p))
 
     def list_keys(self, prefix: str, suffix: str = "") -> list[str]:
         """Keys below ``prefix`` ending in ``suffix``, sorted; [] when the prefix does not exist."""
@@ -146,8 +146,8 @@ class Storage:
             raise MissingInputError(f"{self.url(key)} does not exist")
         try:
             table = pq.read_table(self._source(key), columns=columns, filters=filters, filesystem=self._arrow_fs())
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise CorruptInputError(f"{self.url(key)} is not a readable parquet file: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+            raise self._parquet_error(key, exc) from exc
         return table.to_pandas()
 
     def read_parquet_metadata(self, key: str) -> dict[str, str]:
@@ -156,8 +156,8 @@ class Storage:
             raise MissingInputError(f"{self.url(key)} does not exist")
         try:
             schema = pq.read_schema(self._source(key), filesystem=self._arrow_fs())
-        except (pa.ArrowInvalid, OSError) as exc:
-            raise CorruptInputError(f"{self.url(key)} is not a readable parquet file: {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+            raise self._parquet_error(key, exc) from exc
         return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
 
     def read_parquet_many(self, keys: Iterable[str]) -> pd.DataFrame:
@@ -168,7 +168,9 @@ class Storage:
         paths = [self._source(k) for k in keys]
         try:
             table = pq.ParquetDataset(paths, filesystem=self._arrow_fs()).read()
-        except (pa.ArrowInvalid, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+            for key in keys:  # which file: missing, unreachable (retryable) or corrupt
+                self.read_parquet_metadata(key)
             raise CorruptInputError(f"cannot read the parquet files under {self.root}: {exc}") from exc
         return table.to_pandas()
 
@@ -187,7 +189,30 @@ class Storage:
 
     # -- internals -----------------------------------------------------------------------------
     def _source(self, key: str) -> str:
-        return self.path(key)
+        path = self.path(key)
+        self._fresh(path)
+        return path
+
+    def _fresh(self, path: str) -> bool:
+        """Forget s3fs's cached listings of ``path`` and its parents: other processes (pods, other
+        workers) write and delete objects, and a cached listing would answer exists() or an
+        object's size from the past. Local filesystems cache nothing."""
+        if self.is_s3:
+            self.fs.invalidate_cache(path)
+        return True
+
+    def _parquet_error(self, key: str, exc: Exception) -> StorageError:
+        """A parquet read failed: the store could not be read (wrapped like any storage call, so an
+        outage stays retryable and a denial names its cause), or the bytes are not parquet."""
+        storage_failure = isinstance(exc, FileNotFoundError | PermissionError) or (
+            self.is_s3 and not isinstance(exc, OSError | pa.ArrowException)
+        )
+        if storage_failure:
+            # fsspec's isfile() reports an unreachable store as "not found": ask the store again.
+            if self.exists(key):
+                return StorageError(f"cannot read {self.url(key)}: {exc}")
+            return MissingInputError(f"{self.url(key)} does not exist")
+        return CorruptInputError(f"{self.url(key)} is not a readable parquet file: {exc}")
 
     def _arrow_fs(self):
         # Local files go through Arrow's native filesystem (faster); S3 through the fsspec one so
@@ -202,9 +227,48 @@ class Storage:
         except StorageError:
             raise
         except PermissionError as exc:
-            raise StorageError(f"cannot {action} {self.url(key)}: access denied ({exc})") from exc
+            raise StorageError(f"cannot {action} {self.url(key)}: {self._denial(exc)}") from exc
         except OSError as exc:
             raise StorageError(f"cannot {action} {self.url(key)}: {exc}") from exc
+        except Exception as exc:
+            # botocore/aiohttp errors (endpoint unreachable, no credentials, timeouts) are not
+            # OSError; they become a StorageError naming the endpoint (retryable in Airflow).
+            if not self.is_s3 or not type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
+                raise
+            raise StorageError(f"cannot {action} {self.url(key)}: S3 endpoint {self.endpoint}: {exc}") from exc
+
+    @property
+    def endpoint(self) -> str:
+        """The S3 endpoint this storage talks to (for error messages)."""
+        client = getattr(self.fs, "_s3", None)
+        url = getattr(getattr(client, "meta", None), "endpoint_url", None) or getattr(self.fs, "endpoint_url", None)
+        return url or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+
+    def _denial(self, exc: PermissionError) -> str:
+        """Why the store refused, with the server's error code. A refused HEAD (exists, size)
+        carries no code, only "Forbidden": one listing of the bucket asks the server for it."""
+        code, message = _s3_error(exc)
+        if self.is_s3 and (code is None or code.isdigit()):
+            bucket = self._base.split("/", 1)[0]
+            try:
+                self.fs.call_s3("list_objects_v2", Bucket=bucket, MaxKeys=1)
+            except Exception as probe:  # noqa: BLE001 - only its error code is wanted
+                code, message = _s3_error(probe) if _s3_error(probe)[0] else (code, message)
+        where = f" by S3 endpoint {self.endpoint}" if self.is_s3 else ""
+        reason = f"{code}: {message}" if code and not code.isdigit() else str(exc)
+        hint = "; check the access key id and secret" if self.is_s3 else ""
+        return f"access denied{where} ({reason}){hint}"
+
+
+def _s3_error(exc: BaseException) -> tuple[str | None, str]:
+    """(code, message) of the S3 error behind ``exc`` (s3fs keeps botocore's ClientError as cause)."""
+    seen = exc
+    while seen is not None:
+        error = (getattr(seen, "response", None) or {}).get("Error") or {}
+        if error.get("Code"):
+            return str(error["Code"]), str(error.get("Message") or seen)
+        seen = seen.__cause__
+    return None, str(exc)
 
 
 def _json_default(value: Any) -> Any:

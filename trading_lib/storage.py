@@ -146,7 +146,7 @@ class Storage:
             raise MissingInputError(f"{self.url(key)} does not exist")
         try:
             table = pq.read_table(self._source(key), columns=columns, filters=filters, filesystem=self._arrow_fs())
-        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+        except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             raise self._parquet_error(key, exc) from exc
         return table.to_pandas()
 
@@ -156,7 +156,7 @@ class Storage:
             raise MissingInputError(f"{self.url(key)} does not exist")
         try:
             schema = pq.read_schema(self._source(key), filesystem=self._arrow_fs())
-        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+        except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             raise self._parquet_error(key, exc) from exc
         return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
 
@@ -168,7 +168,7 @@ class Storage:
         paths = [self._source(k) for k in keys]
         try:
             table = pq.ParquetDataset(paths, filesystem=self._arrow_fs()).read()
-        except Exception as exc:  # noqa: BLE001 - classified by _parquet_error
+        except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             for key in keys:  # which file: missing, unreachable (retryable) or corrupt
                 self.read_parquet_metadata(key)
             raise CorruptInputError(f"cannot read the parquet files under {self.root}: {exc}") from exc
@@ -235,13 +235,15 @@ class Storage:
             # OSError; they become a StorageError naming the endpoint (retryable in Airflow).
             if not self.is_s3 or not type(exc).__module__.startswith(("botocore", "aiobotocore", "aiohttp")):
                 raise
-            raise StorageError(f"cannot {action} {self.url(key)}: S3 endpoint {self.endpoint}: {exc}") from exc
+            message = f"cannot {action} {self.url(key)}: S3 endpoint {self.endpoint}: {exc}"
+            raise StorageError(message) from exc
 
     @property
     def endpoint(self) -> str:
         """The S3 endpoint this storage talks to (for error messages)."""
         client = getattr(self.fs, "_s3", None)
-        url = getattr(getattr(client, "meta", None), "endpoint_url", None) or getattr(self.fs, "endpoint_url", None)
+        url = getattr(getattr(client, "meta", None), "endpoint_url", None)
+        url = url or getattr(self.fs, "endpoint_url", None)
         return url or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
 
     def _denial(self, exc: PermissionError) -> str:

@@ -54,10 +54,7 @@ def task_storage():
     settings = load_settings()
     if not settings.is_s3:
         return Storage(settings.data_root)
-    from airflow.sdk import ObjectStoragePath
-
-    path = ObjectStoragePath(settings.data_root, conn_id=settings.aws_conn_id)
-    return Storage(settings.data_root, fs=path.fs)
+    return _s3_storage(settings.data_root, settings.aws_conn_id)
 
 
 def storage_at(root: str):
@@ -66,9 +63,26 @@ def storage_at(root: str):
 
     if not root.startswith("s3://"):
         return Storage(root)
+    return _s3_storage(root, load_settings().aws_conn_id)
+
+
+def _s3_storage(root: str, conn_id: str):
+    """Storage on ``root`` with the connection's credentials, checked with one request (a HEAD) so
+    that a wrong or unreachable connection fails here with a message naming the connection id,
+    not later as an anonymous storage error. Still a StorageError: retried like any I/O failure."""
     from airflow.sdk import ObjectStoragePath
 
-    return Storage(root, fs=ObjectStoragePath(root, conn_id=load_settings().aws_conn_id).fs)
+    from trading_lib.layout import HOLDINGS_KEY
+    from trading_lib.storage import Storage, StorageError
+
+    storage = Storage(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
+    try:
+        storage.exists(HOLDINGS_KEY)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, PermissionError):
+            raise StorageError(f"S3 connection {conn_id!r} was refused by {storage.endpoint}: {exc}") from exc
+        raise StorageError(f"S3 connection {conn_id!r} ({storage.endpoint}) failed: {exc}") from exc
+    return storage
 
 
 @contextmanager

@@ -13,9 +13,14 @@ import os
 import sys
 
 # LOCAL_AIRFLOW_PRELOAD=0 turns it off (bench/bench_pipeline.py --no-preload measures the difference).
+PRELOAD = ("pyarrow.parquet", "trading_lib.analytics", "trading_lib.pipeline", "trading_lib.portfolio")
+
 if sys.argv[1:2] == ["scheduler"] and os.environ.get("LOCAL_AIRFLOW_PRELOAD", "1") != "0":
-    import pyarrow.parquet  # noqa: F401
-    import trading_lib.analytics  # noqa: F401
-    import trading_lib.pipeline  # noqa: F401
-    import trading_lib.portfolio  # noqa: F401
-    import trading_lib.validation  # noqa: F401
+    import importlib
+    import logging
+
+    for _module in PRELOAD:
+        try:
+            importlib.import_module(_module)
+        except Exception:  # a broken preload must never stop the scheduler: tasks import it again
+            logging.getLogger(__name__).exception("preloading %s failed", _module)

@@ -67,6 +67,7 @@ class LocalAirflow:
         self.data_root = data_root
         self.extra_env = extra_env or {}
         self.base_url = f"http://127.0.0.1:{port}"
+        self._processes: dict[str, subprocess.Popen] = {}
 
     # -- configuration -------------------------------------------------------------------------
     def _secret(self, name: str, nbytes: int) -> str:
@@ -122,12 +123,16 @@ class LocalAirflow:
         return self.home / "run" / f"{component}.pid"
 
     def _alive(self, component: str) -> bool:
+        process = self._processes.get(component)
+        if process is not None:  # started by this process: poll() also reaps a dead child
+            return process.poll() is None
         try:
             pid = int(self._pid_file(component).read_text())
             os.kill(pid, 0)
+            status = Path(f"/proc/{pid}/status").read_text()
         except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
             return False
-        return True
+        return "\nState:\tZ" not in status
 
     def running(self) -> bool:
         return all(self._alive(c) for c in COMPONENTS)
@@ -164,6 +169,7 @@ class LocalAirflow:
                 cwd=self.home,
             )
             self._pid_file(component).write_text(str(proc.pid))
+            self._processes[component] = proc
         self.wait_healthy(timeout)
 
     def stop(self, timeout: float = 30) -> None:
@@ -190,6 +196,9 @@ class LocalAirflow:
                 except ProcessLookupError:
                     pass
             self._pid_file(component).unlink(missing_ok=True)
+            process = self._processes.pop(component, None)
+            if process is not None:
+                process.wait(timeout=5)
 
     # -- health --------------------------------------------------------------------------------
     def health(self) -> dict:

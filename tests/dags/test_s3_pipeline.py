@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from s3.conftest import seaweedfs, seaweedfs_private  # noqa: F401 - fixtures
+from s3.conftest import seaweedfs_fixture, seaweedfs_private_fixture  # noqa: F401 - fixtures
 from s3.run_dag import RESULT_PREFIX
 
 from trading_lib import layout, pipeline
@@ -34,7 +34,10 @@ VENV_BIN = Path(sys.executable).parent
 CONTRACTS = ["AAPL", "MSFT", "GOOGL"]
 # The analytics modules of trading_lib are written in parallel with these tests.
 needs_analytics = pytest.mark.skipif(
-    any(importlib.util.find_spec(f"trading_lib.{m}") is None for m in ("analytics", "sample_data", "portfolio")),
+    any(
+        importlib.util.find_spec(f"trading_lib.{m}") is None
+        for m in ("analytics", "sample_data", "portfolio")
+    ),
     reason="trading_lib.analytics / sample_data / portfolio not there yet",
 )
 
@@ -88,7 +91,10 @@ def _airflow_env(home: Path, extra: dict[str, str]) -> dict[str, str]:
 
 
 def _s3_env(server, data_root: str, conn_id: str = "aws_default", **connection) -> dict[str, str]:
-    env = {"TRADING_DATA_ROOT": data_root, f"AIRFLOW_CONN_{conn_id.upper()}": server.airflow_connection(**connection)}
+    env = {
+        "TRADING_DATA_ROOT": data_root,
+        f"AIRFLOW_CONN_{conn_id.upper()}": server.airflow_connection(**connection),
+    }
     if conn_id != "aws_default":
         env["TRADING_AWS_CONN_ID"] = conn_id
     return env
@@ -113,7 +119,11 @@ def _results(runner: subprocess.Popen, timeout: float = 900) -> tuple[list[dict]
     runner.wait(timeout)
     output = runner.log_path.read_text(errors="replace")
     assert runner.returncode == 0, output[-6000:]
-    results = [json.loads(line[len(RESULT_PREFIX) :]) for line in output.splitlines() if line.startswith(RESULT_PREFIX)]
+    results = [
+        json.loads(line[len(RESULT_PREFIX) :])
+        for line in output.splitlines()
+        if line.startswith(RESULT_PREFIX)
+    ]
     return results, output
 
 
@@ -174,14 +184,18 @@ def test_cli_pipeline_on_s3_writes_what_a_local_run_writes(seaweedfs, tmp_path):
     assert len(contracts) == 3
 
     partitions = _stored(seaweedfs, data_root, layout.RESULTS_PREFIX)
-    expected = {key: local.read_bytes(key) for key in local.list_keys(layout.RESULTS_PREFIX, suffix=".parquet")}
+    expected = {
+        key: local.read_bytes(key) for key in local.list_keys(layout.RESULTS_PREFIX, suffix=".parquet")
+    }
     assert {key.split("/")[2] for key in expected} == {c.replace("^", "_") for c in contracts}
     assert partitions == expected  # every partition, once, byte for byte
 
     reports = _stored(seaweedfs, data_root, layout.REPORTS_PREFIX)
     assert sorted(reports) == sorted(local.list_keys(layout.REPORTS_PREFIX, suffix=".json"))
     portfolio = s3.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
-    assert _without_location(portfolio) == _without_location(local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT)))
+    assert _without_location(portfolio) == _without_location(
+        local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
+    )
     assert summary["report"] == f"{data_root}/{layout.report_key(pipeline.PORTFOLIO_REPORT)}"
     assert _without_location(summary) == _without_location(local_summary)
 
@@ -211,7 +225,9 @@ def test_dags_on_s3_write_every_partition_and_the_portfolio_of_a_direct_computat
     pipeline.write_manifest(local, contracts=CONTRACTS, window=pipeline.resolve_window(local))
     direct = pipeline.aggregate(local)
     portfolio = s3.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
-    assert _without_location(portfolio) == _without_location(local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT)))
+    assert _without_location(portfolio) == _without_location(
+        local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
+    )
     assert portfolio["summary"] == _without_location(direct)
 
 
@@ -228,8 +244,13 @@ def test_partitions_survive_an_s3_outage_through_task_retries(seaweedfs_private,
     env = _s3_env(server, data_root) | {
         "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(
             json.loads(server.airflow_connection())
-            | {"extra": {"endpoint_url": server.endpoint, "region_name": "us-east-1",
-                         "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2}}}
+            | {
+                "extra": {
+                    "endpoint_url": server.endpoint,
+                    "region_name": "us-east-1",
+                    "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+                }
+            }
         )
     }
     runner = _runner(airflow_home, env, [("analyze_symbol", {"contract": "AAPL"})])
@@ -249,7 +270,11 @@ def test_partitions_survive_an_s3_outage_through_task_retries(seaweedfs_private,
             runner.kill()
     assert written_before < len(expected), "the outage came after the last partition"
     assert result["state"] == "success", output[-6000:]
-    retried = [ti for ti in result["task_instances"] if ti["task_id"] == "analyze_time_partition" and ti["try_number"] > 1]
+    retried = [
+        ti
+        for ti in result["task_instances"]
+        if ti["task_id"] == "analyze_time_partition" and ti["try_number"] > 1
+    ]
     assert retried, "no partition task was retried: the outage was not seen"
     assert _states(result, "analyze_time_partition") == ["success"] * len(expected)
     assert _stored(server, data_root, layout.RESULTS_PREFIX) == expected  # nothing lost, nothing twice

@@ -186,7 +186,9 @@ class S3Server:
                 last_error = exc
             time.sleep(0.2)
         self.stop()
-        self._fail(f"{self.name} not serving S3 at {self.endpoint} after {timeout:.0f} s (last error: {last_error})")
+        self._fail(
+            f"{self.name} not serving S3 at {self.endpoint} after {timeout:.0f} s (last error: {last_error})"
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is not None:
@@ -257,13 +259,17 @@ def _check_credentials_are_enforced(server: S3Server) -> None:
     try:
         server.client(secret_key="not-the-secret").list_objects_v2(Bucket=server.bucket, MaxKeys=1)
     except ClientError as exc:
-        assert exc.response["Error"]["Code"] in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied")
+        assert exc.response["Error"]["Code"] in (
+            "InvalidAccessKeyId",
+            "SignatureDoesNotMatch",
+            "AccessDenied",
+        )
     else:
         pytest.fail(f"{server.name} at {server.endpoint} accepted a wrong secret key", pytrace=False)
 
 
-@pytest.fixture(scope="module")
-def seaweedfs(tmp_path_factory):
+@pytest.fixture(scope="module", name="seaweedfs")
+def seaweedfs_fixture(tmp_path_factory):
     """A SeaweedFS shared by the tests of a module (each test works under its own prefix)."""
     server = SeaweedFS(workdir=tmp_path_factory.mktemp("seaweedfs"))
     server.start()
@@ -274,8 +280,8 @@ def seaweedfs(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture
-def seaweedfs_private(tmp_path):
+@pytest.fixture(name="seaweedfs_private")
+def seaweedfs_private_fixture(tmp_path):
     """A SeaweedFS of this test alone: for tests that stop, kill or restart the server."""
     server = SeaweedFS(workdir=tmp_path / "seaweedfs")
     server.start()
@@ -285,8 +291,8 @@ def seaweedfs_private(tmp_path):
         server.stop()
 
 
-@pytest.fixture(scope="module")
-def moto_s3(tmp_path_factory):
+@pytest.fixture(scope="module", name="moto_s3")
+def moto_s3_fixture(tmp_path_factory):
     server = MotoServer(workdir=tmp_path_factory.mktemp("moto"))
     server.start()
     try:
@@ -295,7 +301,7 @@ def moto_s3(tmp_path_factory):
         server.stop()
 
 
-@pytest.fixture(params=["seaweedfs", "moto"])
-def s3_server(request) -> S3Server:
+@pytest.fixture(params=["seaweedfs", "moto"], name="s3_server")
+def s3_server_fixture(request) -> S3Server:
     """Each storage round trip runs on both the real object store and the emulator."""
     return request.getfixturevalue("seaweedfs" if request.param == "seaweedfs" else "moto_s3")

@@ -33,10 +33,20 @@ def main(runs: list[tuple[str, dict]]) -> int:
         with create_session() as session:
             tis = session.query(TaskInstance).filter_by(dag_id=dag_id, run_id=run.run_id).all()
             instances = [
-                {"task_id": ti.task_id, "map_index": ti.map_index, "state": str(ti.state), "try_number": ti.try_number}
+                {
+                    "task_id": ti.task_id,
+                    "map_index": ti.map_index,
+                    "state": str(ti.state),
+                    "try_number": ti.try_number,
+                }
                 for ti in sorted(tis, key=lambda t: (t.task_id, t.map_index))
             ]
-        result = {"dag_id": dag_id, "run_id": run.run_id, "state": str(run.state), "task_instances": instances}
+        result = {
+            "dag_id": dag_id,
+            "run_id": run.run_id,
+            "state": str(run.state),
+            "task_instances": instances,
+        }
         print(RESULT_PREFIX + json.dumps(result), flush=True)
     return 0
 

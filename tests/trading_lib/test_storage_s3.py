@@ -11,7 +11,13 @@ import threading
 import numpy as np
 import pandas as pd
 import pytest
-from s3.conftest import free_ports, moto_s3, s3_server, seaweedfs, seaweedfs_private  # noqa: F401 - fixtures
+from s3.conftest import (  # noqa: F401 - fixtures
+    free_ports,
+    moto_s3_fixture,
+    s3_server_fixture,
+    seaweedfs_fixture,
+    seaweedfs_private_fixture,
+)
 
 from trading_lib.storage import CorruptInputError, MissingInputError, Storage, StorageError
 
@@ -31,7 +37,9 @@ def frame():
 
 
 def _storage(server, prefix: str | None = None, **options) -> Storage:
-    return Storage(f"s3://{server.bucket}/{prefix or server.new_prefix()}", **server.storage_options(**options))
+    return Storage(
+        f"s3://{server.bucket}/{prefix or server.new_prefix()}", **server.storage_options(**options)
+    )
 
 
 def _prefix(storage: Storage) -> str:
@@ -42,7 +50,9 @@ def _prefix(storage: Storage) -> str:
 def test_parquet_and_json_round_trip(s3_server, frame):
     storage = _storage(s3_server)
     size = storage.write_parquet("input/x.parquet", frame, {"trading.window_start": "2024-01-02"})
-    storage.write_json("output/reports/r.json", {"status": "PASS", "beta": np.float64(1.25), "at": frame["timestamp"][0]})
+    storage.write_json(
+        "output/reports/r.json", {"status": "PASS", "beta": np.float64(1.25), "at": frame["timestamp"][0]}
+    )
 
     pd.testing.assert_frame_equal(storage.read_parquet("input/x.parquet"), frame)
     assert storage.read_parquet_metadata("input/x.parquet") == {"trading.window_start": "2024-01-02"}
@@ -52,13 +62,21 @@ def test_parquet_and_json_round_trip(s3_server, frame):
         "at": "2024-01-02T09:30:00-05:00",
     }
     stored = s3_server.objects(_prefix(storage))
-    assert sorted(stored) == [f"{_prefix(storage)}/input/x.parquet", f"{_prefix(storage)}/output/reports/r.json"]
+    assert sorted(stored) == [
+        f"{_prefix(storage)}/input/x.parquet",
+        f"{_prefix(storage)}/output/reports/r.json",
+    ]
     assert len(stored[f"{_prefix(storage)}/input/x.parquet"]) == size
 
 
 def test_list_keys_exists_and_child(s3_server):
     storage = _storage(s3_server)
-    for key in ("r/AAPL/20240102_093000.parquet", "r/AAPL/20240102_103000.parquet", "r/MSFT/1.parquet", "r/x.json"):
+    for key in (
+        "r/AAPL/20240102_093000.parquet",
+        "r/AAPL/20240102_103000.parquet",
+        "r/MSFT/1.parquet",
+        "r/x.json",
+    ):
         storage.write_bytes(key, key.encode())
 
     assert storage.list_keys("r", suffix=".parquet") == [
@@ -148,16 +166,16 @@ def test_wrong_credentials_raise_a_storage_error_naming_the_cause(seaweedfs, fra
             operation()
         message = str(raised.value)
         assert code in message, (action, message)
-        assert seaweedfs.endpoint in message and f"{good.root}/input" in message and "access denied" in message
+        assert (
+            seaweedfs.endpoint in message and f"{good.root}/input" in message and "access denied" in message
+        )
         assert not isinstance(raised.value, MissingInputError | CorruptInputError)  # retryable, not bad input
     assert sorted(seaweedfs.objects(_prefix(good))) == [f"{_prefix(good)}/input/x.parquet"]
 
 
 def test_unreachable_endpoint_raises_a_storage_error_naming_it(seaweedfs):
     dead_endpoint = f"http://127.0.0.1:{free_ports(1)[0]}"
-    storage = _storage(
-        seaweedfs, endpoint_url=dead_endpoint, config_kwargs={"retries": {"max_attempts": 1}}
-    )
+    storage = _storage(seaweedfs, endpoint_url=dead_endpoint, config_kwargs={"retries": {"max_attempts": 1}})
     for operation in (lambda: storage.write_bytes("a.bin", b"1"), lambda: storage.read_parquet("a.parquet")):
         with pytest.raises(StorageError, match=f"S3 endpoint {dead_endpoint}") as raised:
             operation()

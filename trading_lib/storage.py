@@ -60,22 +60,26 @@ class Storage:
         return f"Storage({self.root!r})"
 
     # -- locations -----------------------------------------------------------------------------
-    def path(self, key: str) -> str:
-        """The filesystem path of ``key`` (bucket/prefix/key on S3, an absolute path locally)."""
+    def path(self, key: str, *, allow_root: bool = False) -> str:
+        """The filesystem path of ``key`` (bucket/prefix/key on S3, an absolute path locally).
+        ``allow_root``: an empty key names the root itself (for listing)."""
         key = key.strip("/")
+        if not key and allow_root:
+            return self._base
         if not key or ".." in key.split("/"):
             raise StorageError(f"invalid storage key {key!r}")
         return f"{self._base}/{key}"
 
-    def url(self, key: str) -> str:
-        return f"s3://{self.path(key)}" if self.is_s3 else self.path(key)
+    def url(self, key: str = "") -> str:
+        path = self.path(key, allow_root=True)
+        return f"s3://{path}" if self.is_s3 else path
 
     def exists(self, key: str) -> bool:
         return self._call(key, "check", lambda p: self._fresh(p) and self.fs.exists(p))
 
     def list_keys(self, prefix: str, suffix: str = "") -> list[str]:
         """Keys below ``prefix`` ending in ``suffix``, sorted; [] when the prefix does not exist."""
-        base = self.path(prefix)
+        base = self.path(prefix, allow_root=True)
 
         def find(p: str) -> list[str]:
             try:
@@ -83,7 +87,7 @@ class Storage:
             except FileNotFoundError:
                 return []
 
-        found = self._call(prefix, "list", lambda _: find(base))
+        found = self._call(prefix, "list", lambda _: find(base), allow_root=True)
         keys = []
         for full in found:
             full = full.removeprefix("s3://")
@@ -219,9 +223,9 @@ class Storage:
         # that credentials handed in from an Airflow connection are used.
         return None if not self.is_s3 else self.fs
 
-    def _call(self, key: str, action: str, fn):
+    def _call(self, key: str, action: str, fn, allow_root: bool = False):
         try:
-            return fn(self.path(key))
+            return fn(self.path(key, allow_root=allow_root))
         except FileNotFoundError as exc:
             raise MissingInputError(f"{self.url(key)} does not exist") from exc
         except StorageError:

@@ -55,6 +55,7 @@ def test_list_keys_skips_hidden_temporaries(tmp_path):
     assert storage.list_keys("r", suffix=".parquet") == ["r/AAPL/1.parquet", "r/MSFT/2.parquet"]
     assert storage.list_keys("missing") == []
     assert storage.child("r").list_keys("AAPL") == ["AAPL/1.parquet"]
+    assert storage.child("r").list_keys("", suffix=".parquet") == ["AAPL/1.parquet", "MSFT/2.parquet"]
 
 
 def test_missing_and_corrupt_files_name_the_file(tmp_path):

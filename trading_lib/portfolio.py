@@ -1,0 +1,143 @@
+"""Portfolio analytics over partition results: trade quality, P&L, win rate, Sharpe, average beta.
+
+Trade quality needs the full series: a BUY at t is good when the contract's NEXT bar return is
+positive, a SELL when it is negative. The next return comes from the input bars, so one missing
+partition does not hide its neighbour's outcome. Formulas: docs/formulas.md.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trading_lib import layout
+
+BARS_PER_YEAR = 252 * 7  # regular-session hourly bars per year (Sharpe annualisation)
+NOTIONAL_PER_TRADE = 10_000.0  # USD committed by each BUY or SELL
+POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
+
+
+def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFrame:
+    """``results`` plus position, next_return, is_trade, is_closed, is_good and pnl (USD)."""
+    bars = holdings[["contract", "timestamp", "close"]].sort_values(["contract", "timestamp"], kind="stable")
+    bars = bars.drop_duplicates(["contract", "timestamp"], keep="last")
+    same_contract = bars["contract"].shift(-1) == bars["contract"]
+    next_return = (bars["close"].shift(-1) / bars["close"] - 1.0).where(same_contract)
+    lookup = pd.DataFrame(
+        {"contract": bars["contract"].to_numpy(), "timestamp": bars["timestamp"].to_numpy(), "next_return": next_return}
+    )
+    out = results.merge(lookup, on=["contract", "timestamp"], how="left", validate="many_to_one")
+    out["position"] = out["signal"].map(POSITIONS).fillna(0).astype(np.int64)
+    out["is_trade"] = out["position"] != 0
+    out["is_closed"] = out["is_trade"] & out["next_return"].notna()
+    out["is_good"] = out["is_closed"] & (np.sign(out["next_return"]) == out["position"])
+    out["pnl"] = (out["position"] * out["next_return"] * NOTIONAL_PER_TRADE).where(out["is_closed"], 0.0)
+    return out
+
+
+@dataclass
+class PortfolioReport:
+    summary: dict[str, Any]
+    contracts: pd.DataFrame
+    timeseries: pd.DataFrame
+    missing_partitions: pd.DataFrame
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "summary": _json_safe(self.summary),
+            "contracts": _records(self.contracts),
+            "timeseries": _records(self.timeseries),
+            "missing_partitions": _records(self.missing_partitions),
+        }
+
+
+def build_portfolio_report(
+    results: pd.DataFrame, holdings: pd.DataFrame, expected: pd.DataFrame | None = None
+) -> PortfolioReport:
+    """The portfolio report of ``results``; ``expected`` partitions absent from results are listed."""
+    trades = evaluate_trades(results, holdings)
+    missing = _missing(results, expected)
+
+    trades["is_buy"], trades["is_sell"] = trades["position"] == 1, trades["position"] == -1
+    per_contract = trades.groupby("contract", sort=True)
+    contracts = pd.DataFrame(
+        {
+            "partitions": per_contract.size(),
+            "trades": per_contract["is_trade"].sum(),
+            "closed_trades": per_contract["is_closed"].sum(),
+            "good_trades": per_contract["is_good"].sum(),
+            "total_pnl": per_contract["pnl"].sum(),
+            "average_beta": per_contract["beta"].mean(),
+            "buys": per_contract["is_buy"].sum(),
+            "sells": per_contract["is_sell"].sum(),
+        }
+    ).reset_index()
+    contracts.insert(
+        5, "win_rate", (contracts["good_trades"] / contracts["closed_trades"]).where(contracts["closed_trades"] > 0)
+    )
+
+    trades["weighted"] = (trades["position"] * trades["next_return"]).where(trades["next_return"].notna())
+    per_bar = trades.groupby("timestamp", sort=True)
+    timeseries = pd.DataFrame(
+        {
+            "partitions": per_bar.size(),
+            "trades": per_bar["is_trade"].sum(),
+            "pnl": per_bar["pnl"].sum(),
+            # equal weight over the contracts analysed at t; bars with no known next return drop out
+            "portfolio_return": per_bar["weighted"].mean(),
+        }
+    ).reset_index()
+    timeseries.insert(4, "cumulative_pnl", timeseries["pnl"].cumsum())
+
+    returns = timeseries["portfolio_return"].dropna()
+    std = returns.std(ddof=1) if len(returns) > 1 else float("nan")
+    sharpe = returns.mean() / std * math.sqrt(BARS_PER_YEAR) if std and std > 0 else float("nan")
+    closed = int(trades["is_closed"].sum())
+    signals = trades["signal"].value_counts()
+    summary = {
+        "contracts": int(trades["contract"].nunique()),
+        "partitions": len(trades),
+        "expected_partitions": len(expected) if expected is not None else len(trades),
+        "missing_partitions": len(missing),
+        "trades": int(trades["is_trade"].sum()),
+        "closed_trades": closed,
+        "good_trades": int(trades["is_good"].sum()),
+        "win_rate": trades["is_good"].sum() / closed if closed else None,
+        "total_pnl": float(trades["pnl"].sum()),
+        "sharpe_ratio": sharpe,
+        "average_beta": trades["beta"].mean(),
+        "bars_per_year": BARS_PER_YEAR,
+        "notional_per_trade": NOTIONAL_PER_TRADE,
+        "first_timestamp": trades["timestamp"].min() if len(trades) else None,
+        "last_timestamp": trades["timestamp"].max() if len(trades) else None,
+        "signals": {s: int(signals.get(s, 0)) for s in layout.SIGNALS},
+    }
+    return PortfolioReport(summary, contracts, timeseries, missing)
+
+
+def _missing(results: pd.DataFrame, expected: pd.DataFrame | None) -> pd.DataFrame:
+    if expected is None or expected.empty:
+        return pd.DataFrame(columns=["contract", "timestamp"])
+    present = results[["contract", "timestamp"]].assign(_present=True)
+    joined = expected[["contract", "timestamp"]].merge(present, on=["contract", "timestamp"], how="left")
+    return joined.loc[joined["_present"].isna(), ["contract", "timestamp"]].reset_index(drop=True)
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [_json_safe(record) for record in frame.to_dict(orient="records")]

@@ -17,7 +17,7 @@ from trading_lib import layout
 from trading_lib.inputs import AnalysisWindow, InputData, read_contracts, read_inputs, read_window, write_inputs
 from trading_lib.settings import Settings, load_settings
 from trading_lib.storage import MissingInputError, Storage
-from trading_lib.symbols import SymbolError, symbol_to_segment, validate_symbol
+from trading_lib.symbols import SymbolError, segment_to_symbol, symbol_to_segment, validate_symbol
 
 VALIDATION_REPORT = "validation"
 PORTFOLIO_REPORT = "portfolio"
@@ -226,10 +226,10 @@ def aggregate(storage: Storage, results_storage: Storage | None = None) -> dict[
         contracts = sorted(
             {key.split("/", 1)[0] for key in results_storage.list_keys("", suffix=".parquet")}
         )
-        contracts = [c.replace("_", "^", 1) if c.startswith("_") else c for c in contracts]
+        contracts = [segment_to_symbol(segment) for segment in contracts]
+        if not contracts:
+            raise MissingInputError(f"no partition results under {results_storage.root}")
         window = read_window(storage)
-    if not contracts:
-        raise MissingInputError(f"no partition results under {results_storage.root}")
 
     data: InputData = read_inputs(storage, contracts)
     holdings = data.holdings

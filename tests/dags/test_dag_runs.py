@@ -90,7 +90,7 @@ def test_aggregate_portfolio_report_equals_the_direct_computation(dagbag, data_r
     [(None, "PASS"), (Anomalies(outliers=2), "WARN"), (Anomalies(duplicated_bars=2), "FAIL")],
 )
 def test_orchestrator_branches_on_the_validation_status(dagbag, data_root, anomalies, status):
-    _generate(data_root, anomalies)
+    _generate(data_root, anomalies, contracts=10)
     # The per-symbol runs need a scheduler (dag.test only queues them): the trigger is marked
     # successful here; the end-to-end test runs it for real.
     run = dagbag.dags["trading_orchestrator"].test(

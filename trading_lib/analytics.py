@@ -26,6 +26,11 @@ class PartitionNotFoundError(LookupError):
     """No bar for this (contract, timestamp) in the input; the message names both."""
 
 
+def _utc(timestamps: pd.Series) -> np.ndarray:
+    """tz-aware timestamps as a datetime64 array (UTC): fast to sort, search and compare."""
+    return timestamps.dt.tz_convert(None).to_numpy()
+
+
 def _returns(close: np.ndarray, first_of_series: np.ndarray) -> np.ndarray:
     """close_t / close_prev - 1 along rows sorted by (series, time); NaN on each series' first row."""
     out = np.empty(close.shape)
@@ -66,13 +71,13 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
     first[1:] = contract[1:] != contract[:-1]
     bar_return = _returns(close, first)
 
-    market_ts = spx["timestamp"].to_numpy()
+    market_ts = _utc(spx["timestamp"])
     market_first = np.zeros(len(market_ts), dtype=bool)
     market_first[:1] = True
     market_series = _returns(spx["close"].to_numpy(dtype=np.float64), market_first)
 
     # Stock bars on the market grid: row in the (T market bars x C contracts) matrices.
-    ts = timestamps.to_numpy()
+    ts = _utc(timestamps)
     position = np.searchsorted(market_ts, ts)
     clipped = np.minimum(position, max(len(market_ts) - 1, 0))
     on_grid = (position < len(market_ts)) & (market_ts[clipped] == ts) if len(market_ts) else position < 0
@@ -96,7 +101,7 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
     observations[on_grid] = n[position[on_grid], codes[on_grid]].astype(np.int64)
 
     vix_close = (
-        vix.drop_duplicates("timestamp", keep="last").set_index("timestamp")["close"].reindex(timestamps)
+        vix.drop_duplicates("timestamp", keep="last").set_index("timestamp")["close"].reindex(pd.DatetimeIndex(timestamps))
     ).to_numpy(dtype=np.float64)
     buy_threshold = BASE_THRESHOLD * np.clip(vix_close / VIX_REFERENCE, *VIX_FACTOR_BOUNDS)
     excess = bar_return - beta * market_return
@@ -105,7 +110,7 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
     return pd.DataFrame(
         {
             "contract": contract,
-            "timestamp": timestamps.to_numpy(),
+            "timestamp": timestamps,
             "close": close,
             "bar_return": bar_return,
             "market_return": market_return,

@@ -70,9 +70,9 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
     if args.command == "ingest":
         from trading_lib.ingestion import default_window, ingest_market_data
 
-        start, end = (args.start, args.end) if args.start and args.end else default_window()
         if bool(args.start) != bool(args.end):
             raise pipeline.PipelineInputError("--start and --end must be given together")
+        start, end = (args.start, args.end) if args.start else default_window()
         return EXIT_OK, ingest_market_data(storage, args.symbols, start, end).to_dict()
     if args.command == "validate":
         result = pipeline.validate(storage, args.contracts or None)

@@ -41,18 +41,24 @@ def run_pipeline(airflow: LocalAirflow, conf: dict, *, show_progress: bool = Tru
     prefix = f"{run_id}__"
     started = time.monotonic()
     done = total = 0
+    next_line = 0.0
     while True:
         state = client.dag_run("trading_orchestrator", run_id)["state"]
         total = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix)
         done = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, state="success")
-        if show_progress:
-            print(f"\r  partitions {_bar(done, total)}  {time.monotonic() - started:5.0f} s  ({state})  ", end="", flush=True)
+        elapsed = time.monotonic() - started
+        line = f"  partitions {_bar(done, total)}  {elapsed:5.0f} s  ({state})"
+        if show_progress and sys.stdout.isatty():
+            print(f"\r{line}  ", end="", flush=True)
+        elif show_progress and (elapsed >= next_line or state in ("success", "failed")):
+            print(line, flush=True)  # a log, not a terminal: one line every 10 s
+            next_line = elapsed + 10
         if state in ("success", "failed"):
             break
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"trading_orchestrator run {run_id} not finished after {timeout:.0f} s")
         time.sleep(1)
-    if show_progress:
+    if show_progress and sys.stdout.isatty():
         print()
     orchestrator = client.dag_run("trading_orchestrator", run_id)
     aggregation = None

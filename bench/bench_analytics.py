@@ -39,9 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    data = generate_sample_data(num_contracts=args.symbols, window_bars=args.bars, warmup_bars=0, start="2023-01-03")
-    print(f"universe: {args.symbols} symbols x {args.bars} bars = {len(data.holdings):,} rows "
-          f"(generated in {time.perf_counter() - started:.1f} s)")
+    data = generate_sample_data(
+        num_contracts=args.symbols, window_bars=args.bars, warmup_bars=0, start="2023-01-03"
+    )
+    print(
+        f"universe: {args.symbols} symbols x {args.bars} bars = {len(data.holdings):,} rows "
+        f"(generated in {time.perf_counter() - started:.1f} s)"
+    )
     with tempfile.TemporaryDirectory() as root:
         storage = Storage(root)
         write_inputs(storage, data)
@@ -57,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
         picks = full.iloc[rng.choice(len(full), size=min(args.sample, len(full)), replace=False)]
         started = time.perf_counter()
-        rows = [analyze_partition(storage, c, t) for c, t in zip(picks["contract"], picks["timestamp"], strict=True)]
+        rows = [
+            analyze_partition(storage, c, t)
+            for c, t in zip(picks["contract"], picks["timestamp"], strict=True)
+        ]
         per_partition = (time.perf_counter() - started) / len(picks)
     sampled = pd.concat(rows, ignore_index=True)
     pd.testing.assert_frame_equal(sampled, picks.reset_index(drop=True), check_exact=True)

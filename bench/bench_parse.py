@@ -20,7 +20,7 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 DAGS = PROJECT / "dags"
-EMPTY_DAG = '''
+EMPTY_DAG = """
 from airflow.sdk import dag, task
 
 
@@ -34,7 +34,7 @@ def empty():
 
 
 empty()
-'''
+"""
 
 
 def _setup_environment(home: str) -> None:
@@ -55,7 +55,9 @@ def _parse_in_child(path: Path) -> float:
         from airflow.serialization.serialized_objects import DagSerialization
 
         started = time.perf_counter()
-        bag = BundleDagBag(dag_folder=str(path), bundle_path=path.parent, bundle_name="bench", load_op_links=False)
+        bag = BundleDagBag(
+            dag_folder=str(path), bundle_path=path.parent, bundle_name="bench", load_op_links=False
+        )
         for dag in bag.dags.values():
             DagSerialization.to_dict(dag)
         elapsed = time.perf_counter() - started
@@ -79,7 +81,6 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as home:
         _setup_environment(home)
         import structlog
-
         from airflow.dag_processing.processor import _pre_import_airflow_modules
 
         log = structlog.get_logger()

@@ -70,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--contracts", type=int, default=10)
-    parser.add_argument("--no-preload", action="store_true", help="don't preload pandas & co. in the scheduler")
+    parser.add_argument(
+        "--no-preload", action="store_true", help="don't preload pandas & co. in the scheduler"
+    )
     args = parser.parse_args(argv)
 
     from trading_lib import pipeline
@@ -101,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
             airflow.stop()
     real, floor = statistics.median(walls["trading"]), statistics.median(walls["no-op"])
     partitions = args.contracts * 24
-    print(f"\n{args.contracts} contracts x 24 timestamps = {partitions} partitions, preload={'off' if args.no_preload else 'on'}")
+    print(
+        f"\n{args.contracts} contracts x 24 timestamps = {partitions} partitions, "
+        f"preload={'off' if args.no_preload else 'on'}"
+    )
     print(f"trading pipeline median {real:.1f} s  {walls['trading']}")
     print(f"no-op pipeline   median {floor:.1f} s  {walls['no-op']}")
     print(f"ratio {real / floor:.2f}x (goal <= 1.25x)")

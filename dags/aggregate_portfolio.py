@@ -18,9 +18,15 @@ Param `output_dir`: the trading-results folder to aggregate (local path or s3://
 
 from __future__ import annotations
 
-from common.runtime import DEFAULT_ARGS, RESULTS_ASSET, START_DATE, bad_input_fails_fast, storage_at, task_storage
-
 from airflow.sdk import Param, dag, get_current_context, task
+from common.runtime import (
+    DEFAULT_ARGS,
+    RESULTS_ASSET,
+    START_DATE,
+    bad_input_fails_fast,
+    storage_at,
+    task_storage,
+)
 
 
 @dag(

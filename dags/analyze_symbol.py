@@ -26,6 +26,7 @@ once by the orchestrator, not by each symbol.
 
 from __future__ import annotations
 
+from airflow.sdk import Param, dag, get_current_context, task
 from common.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
@@ -37,7 +38,6 @@ from common.runtime import (
     task_storage,
 )
 
-from airflow.sdk import Param, dag, get_current_context, task
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
@@ -73,7 +73,9 @@ def _partition_label(contract: str, timestamps: list[str]) -> str:
             title="Timestamps",
             description="Reprocess only these bars (ISO 8601 with offset, e.g. 2024-01-22T09:30:00-05:00)",
         ),
-        "window_start": Param(None, **NULLABLE_TIMESTAMP, description="Analysis window start (default: input's)"),
+        "window_start": Param(
+            None, **NULLABLE_TIMESTAMP, description="Analysis window start (default: input's)"
+        ),
         "window_end": Param(None, **NULLABLE_TIMESTAMP, description="Analysis window end, exclusive"),
         "orchestrator_run_id": Param(
             None, type=["null", "string"], description="Set by trading_orchestrator; leave empty"
@@ -92,7 +94,9 @@ def analyze_symbol():
             storage = task_storage()
             window = None
             if params.get("timestamps") is None:
-                window = pipeline.resolve_window(storage, params.get("window_start"), params.get("window_end"))
+                window = pipeline.resolve_window(
+                    storage, params.get("window_start"), params.get("window_end")
+                )
             labels = pipeline.list_partitions(
                 storage, params["contract"], window=window, timestamps=params.get("timestamps")
             )
@@ -143,12 +147,18 @@ def analyze_symbol():
         labels = [label for chunk in chunks for label in chunk]
         summary = pipeline.summarize_symbol(task_storage(), params["contract"], labels, context["run_id"])
         if summary["missing"]:
-            raise RuntimeError(f"{len(summary['missing'])} partition file(s) missing: {summary['missing'][:5]}")
+            raise RuntimeError(
+                f"{len(summary['missing'])} partition file(s) missing: {summary['missing'][:5]}"
+            )
         # Orchestrated runs are announced once by the orchestrator; a standalone or cleared run here.
         if not params.get("orchestrator_run_id") or is_reprocessing(context["dag_run"]):
             context["outlet_events"][RESULTS_UPDATES].add(
                 RESULTS_ASSET,
-                extra={"source": "analyze_symbol", "contract": params["contract"], "rows": summary["written"]},
+                extra={
+                    "source": "analyze_symbol",
+                    "contract": params["contract"],
+                    "rows": summary["written"],
+                },
             )
         return summary
 

@@ -11,10 +11,10 @@ before any request.
 
 from __future__ import annotations
 
+from airflow.sdk import Param, dag, get_current_context, task
 from common.runtime import DEFAULT_ARGS, START_DATE
 from common.tasks import ingest_market_data as ingest_task
 
-from airflow.sdk import Param, dag, get_current_context, task
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 

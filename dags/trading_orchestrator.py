@@ -27,6 +27,8 @@ Set `TRADING_ORCHESTRATOR_SCHEDULE=none` for manual runs only. Catchup is off.
 
 from __future__ import annotations
 
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import CronDataIntervalTimetable, Metadata, Param, dag, get_current_context, task
 from common.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
@@ -37,8 +39,6 @@ from common.runtime import (
 )
 from common.tasks import ingest_market_data, validate_data
 
-from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import CronDataIntervalTimetable, Metadata, Param, dag, get_current_context, task
 from trading_lib.settings import SCHEDULE_TIMEZONE
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
@@ -68,7 +68,9 @@ DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM
             title="Number of contracts",
             description="How many contracts of the input to analyse (at most the size of the universe)",
         ),
-        "run_ingestion": Param(False, type="boolean", description="Fetch fresh bars from Yahoo Finance first"),
+        "run_ingestion": Param(
+            False, type="boolean", description="Fetch fresh bars from Yahoo Finance first"
+        ),
         "run_validation": Param(True, type="boolean", description="Check the data; stop the run on FAIL"),
         "ingestion_symbols": Param(
             DEFAULT_SYMBOLS,
@@ -135,13 +137,12 @@ def trading_orchestrator():
 
                 start, end = (t.date().isoformat() for t in default_window())
             request["start"], request["end"] = start, end
-            universe = (
-                request["symbols"] if request["run_ingestion"] else read_contracts(task_storage())
-            )
+            universe = request["symbols"] if request["run_ingestion"] else read_contracts(task_storage())
             if request["num_contracts"] > len(universe):
                 raise PipelineInputError(
                     f"num_contracts={request['num_contracts']} is larger than the universe "
-                    f"({len(universe)} contracts {'to ingest' if request['run_ingestion'] else 'in the input'})"
+                    f"({len(universe)} contracts "
+                    f"{'to ingest' if request['run_ingestion'] else 'in the input'})"
                 )
         return request
 
@@ -157,7 +158,9 @@ def trading_orchestrator():
         from airflow.sdk.exceptions import AirflowFailException
 
         validation = get_current_context()["ti"].xcom_pull(task_ids="validate_data")
-        raise AirflowFailException(f"Validation failed, pipeline stopped. {validation['summary']} ({validation['report']})")
+        raise AirflowFailException(
+            f"Validation failed, pipeline stopped. {validation['summary']} ({validation['report']})"
+        )
 
     @task
     def select_contracts(request: dict) -> list[dict]:

@@ -9,10 +9,10 @@ calendar, ^VIX and ^GSPC present for every stock bar, and duplicates; writes
 
 from __future__ import annotations
 
+from airflow.sdk import Param, dag, get_current_context, task
 from common.runtime import DEFAULT_ARGS, START_DATE
 from common.tasks import validate_data as validate_task
 
-from airflow.sdk import Param, dag, get_current_context, task
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 

@@ -27,7 +27,9 @@ def _bar(done: int, total: int) -> str:
     return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
 
 
-def run_pipeline(airflow: LocalAirflow, conf: dict, *, show_progress: bool = True, timeout: float = 900) -> dict:
+def run_pipeline(
+    airflow: LocalAirflow, conf: dict, *, show_progress: bool = True, timeout: float = 900
+) -> dict:
     """Trigger trading_orchestrator, follow its partitions, wait for the aggregation it starts.
 
     Returns {"orchestrator": run, "aggregation": run or None, "partitions": (done, total)}.
@@ -45,7 +47,9 @@ def run_pipeline(airflow: LocalAirflow, conf: dict, *, show_progress: bool = Tru
     while True:
         state = client.dag_run("trading_orchestrator", run_id)["state"]
         total = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix)
-        done = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, state="success")
+        done = client.count_task_instances(
+            "analyze_symbol", "analyze_time_partition", prefix, state="success"
+        )
         elapsed = time.monotonic() - started
         line = f"  partitions {_bar(done, total)}  {elapsed:5.0f} s  ({state})"
         if show_progress and sys.stdout.isatty():
@@ -67,7 +71,11 @@ def run_pipeline(airflow: LocalAirflow, conf: dict, *, show_progress: bool = Tru
         while aggregation is None or aggregation["state"] not in ("success", "failed"):
             if time.monotonic() > deadline:
                 raise TimeoutError("aggregate_portfolio did not finish within 120 s of the orchestrator")
-            new = [r for r in client.dag_runs("aggregate_portfolio") if r["dag_run_id"] not in aggregations_before]
+            new = [
+                r
+                for r in client.dag_runs("aggregate_portfolio")
+                if r["dag_run_id"] not in aggregations_before
+            ]
             aggregation = new[-1] if new else None
             time.sleep(1)
     return {"orchestrator": orchestrator, "aggregation": aggregation, "partitions": (done, total)}
@@ -108,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
 
     settings = load_settings()
     if settings.is_s3:
-        print("make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr)
+        print(
+            "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr
+        )
         return 2
     data_root = Path(settings.data_root)
     storage = pipeline.open_storage(settings)
@@ -130,7 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     orchestrator = outcome["orchestrator"]
     ui = f"http://localhost:{args.port}"
     if orchestrator["state"] != "success":
-        print(f"trading_orchestrator run {orchestrator['dag_run_id']} {orchestrator['state']}: see {ui}/dags/trading_orchestrator")
+        print(
+            f"trading_orchestrator run {orchestrator['dag_run_id']} {orchestrator['state']}: "
+            f"see {ui}/dags/trading_orchestrator"
+        )
         return 1
     aggregation = outcome["aggregation"]
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")

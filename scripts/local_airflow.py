@@ -7,7 +7,8 @@ exactly the stack users run. Standard library only (it runs before anything is i
     python scripts/local_airflow.py start|stop|status|env [--home DIR] [--port 8080] [--data-root DIR]
 
 `env` prints the environment as shell exports, so the Airflow CLI talks to the same home:
-    eval "$(.venv/bin/python scripts/local_airflow.py env)"; airflow dags test analyze_symbol -c '{"contract": "AAPL"}'
+    eval "$(.venv/bin/python scripts/local_airflow.py env)"
+    airflow dags test analyze_symbol -c '{"contract": "AAPL"}'
 
 Tuning for a small machine (2 cores, SQLite), measured in ../shared/docs/airflow-3.3-local.md
 and bench/bench_pipeline.py; see docs/local-airflow.md:
@@ -224,7 +225,9 @@ class LocalAirflow:
             if dead:
                 raise RuntimeError(f"Airflow component(s) {dead} exited; see {self.home / 'logs'}")
             time.sleep(1)
-        raise TimeoutError(f"Airflow at {self.base_url} not healthy after {timeout:.0f} s; see {self.home / 'logs'}")
+        raise TimeoutError(
+            f"Airflow at {self.base_url} not healthy after {timeout:.0f} s; see {self.home / 'logs'}"
+        )
 
     def client(self) -> AirflowClient:
         return AirflowClient(self.base_url, USERNAME, self.password)
@@ -302,7 +305,9 @@ class AirflowClient:
         items, offset = [], 0
         query = f"&task_id={task_id}" if task_id else ""
         while True:
-            page = self.get(f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100&offset={offset}{query}")
+            page = self.get(
+                f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100&offset={offset}{query}"
+            )
             items.extend(page["task_instances"])
             offset += len(page["task_instances"])
             if not page["task_instances"] or offset >= page["total_entries"]:
@@ -325,8 +330,10 @@ class AirflowClient:
     def count_task_instances(
         self, dag_id: str, task_id: str, run_id_prefix: str, state: str | None = None
     ) -> int:
-        """How many task instances of ``task_id`` (mapped ones each count) in runs whose id starts with the prefix."""
-        query = f"task_id={task_id}&run_id_prefix_pattern={urllib.parse.quote(run_id_prefix, safe='')}&limit=1"
+        """How many task instances of ``task_id`` (each mapped one counts) in runs whose id has the prefix."""
+        query = (
+            f"task_id={task_id}&run_id_prefix_pattern={urllib.parse.quote(run_id_prefix, safe='')}&limit=1"
+        )
         if state:
             query += f"&state={state}"
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?{query}")["total_entries"]

@@ -101,7 +101,9 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
     observations[on_grid] = n[position[on_grid], codes[on_grid]].astype(np.int64)
 
     vix_close = (
-        vix.drop_duplicates("timestamp", keep="last").set_index("timestamp")["close"].reindex(pd.DatetimeIndex(timestamps))
+        vix.drop_duplicates("timestamp", keep="last")
+        .set_index("timestamp")["close"]
+        .reindex(pd.DatetimeIndex(timestamps))
     ).to_numpy(dtype=np.float64)
     buy_threshold = BASE_THRESHOLD * np.clip(vix_close / VIX_REFERENCE, *VIX_FACTOR_BOUNDS)
     excess = bar_return - beta * market_return
@@ -136,7 +138,9 @@ def analyze_partition(storage, contract: str, timestamp) -> pd.DataFrame:
         layout.HOLDINGS_KEY, filters=[("contract", "==", contract), ("timestamp", "<=", ts)]
     )
     if holdings.empty or not (layout.to_exchange_time(holdings["timestamp"]) == ts).any():
-        raise PartitionNotFoundError(f"no bar for contract {contract!r} at timestamp {ts.isoformat()} in the input")
+        raise PartitionNotFoundError(
+            f"no bar for contract {contract!r} at timestamp {ts.isoformat()} in the input"
+        )
     spx = storage.read_parquet(layout.SPX_KEY, filters=[("timestamp", "<=", ts)])
     vix = storage.read_parquet(layout.VIX_KEY, filters=[("timestamp", "==", ts)])
     frames = (

@@ -23,14 +23,19 @@ EXIT_OK, EXIT_VALIDATION_FAILED, EXIT_USAGE = 0, 1, 2
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trading_lib", description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--data-root", help="local folder or s3://bucket/prefix (default: TRADING_DATA_ROOT, else the project folder)"
+        "--data-root",
+        help="local folder or s3://bucket/prefix (default: TRADING_DATA_ROOT, else the project folder)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="command")
 
     generate = commands.add_parser("generate", help="write the three input files (sample or real data)")
-    generate.add_argument("--contracts", type=int, default=10, help="number of generated contracts (default 10)")
+    generate.add_argument(
+        "--contracts", type=int, default=10, help="number of generated contracts (default 10)"
+    )
     generate.add_argument("--seed", type=int, default=42)
-    generate.add_argument("--real", metavar="FOLDER", help="load the real Yahoo bars in FOLDER instead of generating")
+    generate.add_argument(
+        "--real", metavar="FOLDER", help="load the real Yahoo bars in FOLDER instead of generating"
+    )
 
     ingest = commands.add_parser("ingest", help="fetch hourly bars from Yahoo Finance into the input files")
     ingest.add_argument("--symbols", nargs="+", required=True)
@@ -49,9 +54,13 @@ def _parser() -> argparse.ArgumentParser:
     symbol.add_argument("--timestamp", action="append", help="only these partitions (repeatable)")
 
     aggregate = commands.add_parser("aggregate", help="compute the portfolio report from stored results")
-    aggregate.add_argument("--output-dir", help="trading-results folder (default: <data root>/output/trading-results)")
+    aggregate.add_argument(
+        "--output-dir", help="trading-results folder (default: <data root>/output/trading-results)"
+    )
 
-    run = commands.add_parser("run", help="the whole pipeline in this process (validate, partitions, aggregate)")
+    run = commands.add_parser(
+        "run", help="the whole pipeline in this process (validate, partitions, aggregate)"
+    )
     run.add_argument("--contracts", type=int, default=10, help="number of contracts to analyse")
     return parser
 
@@ -92,7 +101,9 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
             return EXIT_VALIDATION_FAILED, validation
         contracts = pipeline.select_contracts(storage, args.contracts)
         window = pipeline.resolve_window(storage)
-        pipeline.write_manifest(storage, contracts=contracts, window=window, validation_status=validation["status"])
+        pipeline.write_manifest(
+            storage, contracts=contracts, window=window, validation_status=validation["status"]
+        )
         for contract in contracts:
             labels = pipeline.list_partitions(storage, contract, window=window)
             pipeline.run_partitions(storage, contract, labels)
@@ -105,7 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         status, result = _run(args)
-    except (pipeline.PipelineInputError, SymbolError, SettingsError, StorageError, ValueError, LookupError) as exc:
+    except (
+        pipeline.PipelineInputError,
+        SymbolError,
+        SettingsError,
+        StorageError,
+        ValueError,
+        LookupError,
+    ) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     json.dump(result, sys.stdout, indent=2, default=str)

@@ -96,7 +96,8 @@ def read_window(storage: Storage) -> AnalysisWindow:
     except KeyError:
         raise CorruptInputError(
             f"{storage.url(layout.HOLDINGS_KEY)} has no analysis window in its metadata "
-            f"({layout.WINDOW_START_KEY}/{layout.WINDOW_END_KEY}); write it with trading_lib.inputs.write_inputs"
+            f"({layout.WINDOW_START_KEY}/{layout.WINDOW_END_KEY}); "
+            "write it with trading_lib.inputs.write_inputs"
         ) from None
     except ValueError as exc:
         raise CorruptInputError(f"{storage.url(layout.HOLDINGS_KEY)}: bad analysis window: {exc}") from None
@@ -107,7 +108,9 @@ def read_inputs(storage: Storage, contracts: list[str] | None = None) -> InputDa
     filters = [("contract", "in", list(contracts))] if contracts else None
     try:
         holdings = normalise_bars(
-            storage.read_parquet(layout.HOLDINGS_KEY, filters=filters), layout.HOLDINGS_COLUMNS, layout.HOLDINGS_KEY
+            storage.read_parquet(layout.HOLDINGS_KEY, filters=filters),
+            layout.HOLDINGS_COLUMNS,
+            layout.HOLDINGS_KEY,
         )
         vix = normalise_bars(storage.read_parquet(layout.VIX_KEY), layout.BAR_COLUMNS, layout.VIX_KEY)
         spx = normalise_bars(storage.read_parquet(layout.SPX_KEY), layout.BAR_COLUMNS, layout.SPX_KEY)

@@ -66,14 +66,18 @@ def to_exchange_time(values) -> pd.Series | pd.DatetimeIndex | pd.Timestamp:
 
     converted = pd.to_datetime(values)
     if isinstance(converted, pd.Timestamp):
-        ts = converted.tz_localize(EXCHANGE_TZ) if converted.tzinfo is None else converted.tz_convert(EXCHANGE_TZ)
+        ts = (
+            converted.tz_localize(EXCHANGE_TZ)
+            if converted.tzinfo is None
+            else converted.tz_convert(EXCHANGE_TZ)
+        )
         return ts.as_unit(TIMESTAMP_UNIT)
     accessor = converted.dt if isinstance(converted, pd.Series) else converted
-    localized = (
-        accessor.tz_localize(EXCHANGE_TZ) if accessor.tz is None else accessor.tz_convert(EXCHANGE_TZ)
-    )
-    return localized.as_unit(TIMESTAMP_UNIT) if isinstance(localized, pd.DatetimeIndex) else localized.dt.as_unit(
-        TIMESTAMP_UNIT
+    localized = accessor.tz_localize(EXCHANGE_TZ) if accessor.tz is None else accessor.tz_convert(EXCHANGE_TZ)
+    return (
+        localized.as_unit(TIMESTAMP_UNIT)
+        if isinstance(localized, pd.DatetimeIndex)
+        else localized.dt.as_unit(TIMESTAMP_UNIT)
     )
 
 

@@ -14,7 +14,14 @@ from typing import Any
 import pandas as pd
 
 from trading_lib import layout
-from trading_lib.inputs import AnalysisWindow, InputData, read_contracts, read_inputs, read_window, write_inputs
+from trading_lib.inputs import (
+    AnalysisWindow,
+    InputData,
+    read_contracts,
+    read_inputs,
+    read_window,
+    write_inputs,
+)
 from trading_lib.settings import Settings, load_settings
 from trading_lib.storage import MissingInputError, Storage
 from trading_lib.symbols import SymbolError, segment_to_symbol, symbol_to_segment, validate_symbol
@@ -115,13 +122,17 @@ def list_partitions(
         contract = validate_symbol(contract)
     except SymbolError as exc:
         raise PipelineInputError(f"contract: {exc}") from None
-    bars = storage.read_parquet(layout.HOLDINGS_KEY, columns=["timestamp"], filters=[("contract", "==", contract)])
+    bars = storage.read_parquet(
+        layout.HOLDINGS_KEY, columns=["timestamp"], filters=[("contract", "==", contract)]
+    )
     if bars.empty:
         raise PipelineInputError(f"contract: {contract!r} is not in {storage.url(layout.HOLDINGS_KEY)}")
     available = pd.DatetimeIndex(layout.to_exchange_time(bars["timestamp"]))
     if timestamps is not None:
         if isinstance(timestamps, str) or not isinstance(timestamps, Sequence) or not timestamps:
-            raise PipelineInputError(f"timestamps={timestamps!r} must be a non-empty list of ISO 8601 date-times")
+            raise PipelineInputError(
+                f"timestamps={timestamps!r} must be a non-empty list of ISO 8601 date-times"
+            )
         wanted = []
         for index, value in enumerate(timestamps):
             try:
@@ -129,7 +140,9 @@ def list_partitions(
             except layout.PartitionKeyError as exc:
                 raise PipelineInputError(f"timestamps[{index}]: {exc}") from None
             if ts not in available:
-                raise PipelineInputError(f"timestamps[{index}]: {value!r} is not a bar of {contract} in the input")
+                raise PipelineInputError(
+                    f"timestamps[{index}]: {value!r} is not a bar of {contract} in the input"
+                )
             wanted.append(ts)
         return [layout.partition_label(ts) for ts in sorted(set(wanted))]
     window = window or read_window(storage)
@@ -195,12 +208,18 @@ def summarize_symbol(
     return summary
 
 
-def write_manifest(storage: Storage, *, contracts: Sequence[str], window: AnalysisWindow, **extra: Any) -> str:
+def write_manifest(
+    storage: Storage, *, contracts: Sequence[str], window: AnalysisWindow, **extra: Any
+) -> str:
     """Record what a pipeline run covers; aggregation reads it to know which partitions to expect."""
     key = layout.report_key(MANIFEST_REPORT)
     storage.write_json(
         key,
-        {"contracts": list(contracts), "window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+        {
+            "contracts": list(contracts),
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+        }
         | extra,
     )
     return key
@@ -223,9 +242,7 @@ def aggregate(storage: Storage, results_storage: Storage | None = None) -> dict[
         contracts = list(manifest["contracts"])
         window = AnalysisWindow.parse(manifest["window_start"], manifest["window_end"])
     else:
-        contracts = sorted(
-            {key.split("/", 1)[0] for key in results_storage.list_keys("", suffix=".parquet")}
-        )
+        contracts = sorted({key.split("/", 1)[0] for key in results_storage.list_keys("", suffix=".parquet")})
         contracts = [segment_to_symbol(segment) for segment in contracts]
         if not contracts:
             raise MissingInputError(f"no partition results under {results_storage.root}")
@@ -233,7 +250,9 @@ def aggregate(storage: Storage, results_storage: Storage | None = None) -> dict[
 
     data: InputData = read_inputs(storage, contracts)
     holdings = data.holdings
-    expected = holdings.loc[window.contains(holdings["timestamp"]), ["contract", "timestamp"]].reset_index(drop=True)
+    expected = holdings.loc[window.contains(holdings["timestamp"]), ["contract", "timestamp"]].reset_index(
+        drop=True
+    )
     first, last = layout.partition_file_stem(window.start), layout.partition_file_stem(window.end)
     keys = [
         key

@@ -28,7 +28,11 @@ def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFra
     same_contract = bars["contract"].shift(-1) == bars["contract"]
     next_return = (bars["close"].shift(-1) / bars["close"] - 1.0).where(same_contract)
     lookup = pd.DataFrame(
-        {"contract": bars["contract"].to_numpy(), "timestamp": bars["timestamp"].to_numpy(), "next_return": next_return}
+        {
+            "contract": bars["contract"].to_numpy(),
+            "timestamp": bars["timestamp"].to_numpy(),
+            "next_return": next_return,
+        }
     )
     out = results.merge(lookup, on=["contract", "timestamp"], how="left", validate="many_to_one")
     out["position"] = out["signal"].map(POSITIONS).fillna(0).astype(np.int64)
@@ -77,7 +81,9 @@ def build_portfolio_report(
         }
     ).reset_index()
     contracts.insert(
-        5, "win_rate", (contracts["good_trades"] / contracts["closed_trades"]).where(contracts["closed_trades"] > 0)
+        5,
+        "win_rate",
+        (contracts["good_trades"] / contracts["closed_trades"]).where(contracts["closed_trades"] > 0),
     )
 
     trades["weighted"] = (trades["position"] * trades["next_return"]).where(trades["next_return"].notna())

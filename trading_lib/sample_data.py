@@ -73,7 +73,12 @@ def exchange_bar_starts(first_day: str, count: int) -> pd.DatetimeIndex:
     hours = np.arange(BARS_PER_SESSION) * np.timedelta64(1, "h")
     starts = opens[:, None] + hours[None, :]
     starts = starts[starts < closes[:, None]]
-    grid = pd.DatetimeIndex(starts).tz_localize("UTC").tz_convert(layout.EXCHANGE_TZ).as_unit(layout.TIMESTAMP_UNIT)
+    grid = (
+        pd.DatetimeIndex(starts)
+        .tz_localize("UTC")
+        .tz_convert(layout.EXCHANGE_TZ)
+        .as_unit(layout.TIMESTAMP_UNIT)
+    )
     return grid[:count]
 
 
@@ -173,7 +178,9 @@ def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, se
 
     if anomalies.missing_market_bars:
         market_window = np.flatnonzero(window.contains(spx["timestamp"]).to_numpy())
-        gone = rng.choice(market_window, size=min(anomalies.missing_market_bars, len(market_window)), replace=False)
+        gone = rng.choice(
+            market_window, size=min(anomalies.missing_market_bars, len(market_window)), replace=False
+        )
         spx = spx.drop(index=spx.index[gone]).reset_index(drop=True)
         vix = vix.drop(index=vix.index[gone]).reset_index(drop=True)
     return holdings, spx, vix
@@ -205,7 +212,9 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
             frame = pd.read_csv(path)
         except (ValueError, pd.errors.ParserError) as exc:
             raise InputDataError(f"{path}: not a CSV of bars: {exc}") from None
-        frame = frame.rename(columns={c: c.lower() for c in frame.columns}).rename(columns={"datetime": "timestamp"})
+        frame = frame.rename(columns={c: c.lower() for c in frame.columns}).rename(
+            columns={"datetime": "timestamp"}
+        )
         try:
             frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
         except (KeyError, ValueError) as exc:
@@ -216,7 +225,9 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
     spx, vix = read(MARKET_INDEX), read(VOLATILITY_INDEX)
     sessions = spx["timestamp"].dt.normalize().drop_duplicates().reset_index(drop=True)
     if len(sessions) <= WARMUP_SESSIONS:
-        raise InputDataError(f"{folder}: {len(sessions)} sessions, need more than {WARMUP_SESSIONS} (warm-up)")
+        raise InputDataError(
+            f"{folder}: {len(sessions)} sessions, need more than {WARMUP_SESSIONS} (warm-up)"
+        )
     window_start = spx.loc[spx["timestamp"].dt.normalize() == sessions[WARMUP_SESSIONS], "timestamp"].min()
     window = AnalysisWindow(window_start, spx["timestamp"].max() + pd.Timedelta(hours=1))
     return InputData(holdings=holdings[layout.HOLDINGS_COLUMNS], vix=vix, spx=spx, window=window)

@@ -108,7 +108,9 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     schedule = env.get("TRADING_ORCHESTRATOR_SCHEDULE", DEFAULT_SCHEDULE).strip()
     pull_policy = env.get("TRADING_K8S_IMAGE_PULL_POLICY", "IfNotPresent").strip()
     if pull_policy not in ("IfNotPresent", "Always", "Never"):
-        raise SettingsError(f"TRADING_K8S_IMAGE_PULL_POLICY={pull_policy!r}: expected IfNotPresent, Always or Never")
+        raise SettingsError(
+            f"TRADING_K8S_IMAGE_PULL_POLICY={pull_policy!r}: expected IfNotPresent, Always or Never"
+        )
 
     kubernetes = KubernetesSettings(
         namespace=env.get("TRADING_K8S_NAMESPACE", "").strip() or "default",

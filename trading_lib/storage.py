@@ -149,7 +149,9 @@ class Storage:
         if not self.exists(key):
             raise MissingInputError(f"{self.url(key)} does not exist")
         try:
-            table = pq.read_table(self._source(key), columns=columns, filters=filters, filesystem=self._arrow_fs())
+            table = pq.read_table(
+                self._source(key), columns=columns, filters=filters, filesystem=self._arrow_fs()
+            )
         except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             raise self._parquet_error(key, exc) from exc
         return table.to_pandas()
@@ -162,7 +164,9 @@ class Storage:
             schema = pq.read_schema(self._source(key), filesystem=self._arrow_fs())
         except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             raise self._parquet_error(key, exc) from exc
-        return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}
+        return {
+            k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")
+        }
 
     def read_parquet_many(self, keys: Iterable[str]) -> pd.DataFrame:
         """Read many small parquet files of one schema as one frame (one dataset scan)."""

@@ -40,7 +40,8 @@ PRICE_COLUMNS = ("open", "high", "low", "close", "volume")
 ISSUE_COLUMNS = ["check", "severity", "contract", "timestamp", "detail"]
 
 RULES = {
-    "missing_values": f"NaN values per contract and column: WARN; FAIL above {MISSING_FAIL_FRACTION:.0%} missing closes",
+    "missing_values": "NaN values per contract and column: WARN; "
+    f"FAIL above {MISSING_FAIL_FRACTION:.0%} missing closes",
     "outliers": f"|bar return - median| > {OUTLIER_SIGMA:g} x 1.4826 x MAD of the contract's returns: WARN",
     "completeness": "bars missing against the NYSE calendar (whole sessions reported once): WARN; "
     f"FAIL below {COMPLETENESS_FAIL_FRACTION:.0%} of expected bars",
@@ -64,7 +65,9 @@ class ValidationReport:
 
     def to_dict(self) -> dict[str, Any]:
         issues = self.issues.copy()
-        issues["timestamp"] = [t.isoformat() if isinstance(t, pd.Timestamp) else t for t in issues["timestamp"]]
+        issues["timestamp"] = [
+            t.isoformat() if isinstance(t, pd.Timestamp) else t for t in issues["timestamp"]
+        ]
         issues["contract"] = issues["contract"].astype(object).where(issues["contract"].notna(), None)
         return {
             "status": self.status,
@@ -82,7 +85,8 @@ class ValidationReport:
     def summary_text(self) -> str:
         counts = ", ".join(f"{name}: {c['issues']}" for name, c in self.checks.items() if c["issues"])
         detail = f" ({counts})" if counts else ""
-        return f"{self.status}: {len(self.issues)} issues{detail} over {self.contracts} contracts, {self.rows} bars"
+        scope = f"{self.contracts} contracts, {self.rows} bars"
+        return f"{self.status}: {len(self.issues)} issues{detail} over {scope}"
 
 
 def _issues(check: str, severity: str, contract, timestamp, detail) -> pd.DataFrame:
@@ -97,7 +101,9 @@ def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     for column in PRICE_COLUMNS:  # a loop over 5 columns, each check vectorized over all rows
         rows = holdings[holdings[column].isna()]
         if not rows.empty:
-            found.append(_issues("missing_values", "WARN", rows["contract"], rows["timestamp"], f"{column} is missing"))
+            found.append(
+                _issues("missing_values", "WARN", rows["contract"], rows["timestamp"], f"{column} is missing")
+            )
     missing_share = holdings["close"].isna().groupby(holdings["contract"]).mean()
     failing = missing_share[missing_share > MISSING_FAIL_FRACTION]
     if not failing.empty:
@@ -123,7 +129,10 @@ def _outliers(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     flagged = bars.assign(z=z, ret=returns)[z.abs() > OUTLIER_SIGMA]
     if flagged.empty:
         return []
-    detail = [f"bar return {r:+.2%} is {abs(v):.1f} robust sigma from the median" for r, v in zip(flagged["ret"], flagged["z"], strict=True)]
+    detail = [
+        f"bar return {r:+.2%} is {abs(v):.1f} robust sigma from the median"
+        for r, v in zip(flagged["ret"], flagged["z"], strict=True)
+    ]
     return [_issues("outliers", "WARN", flagged["contract"], flagged["timestamp"], detail)]
 
 
@@ -132,12 +141,19 @@ def expected_bar_starts(first: pd.Timestamp, last: pd.Timestamp) -> pd.DatetimeI
     import exchange_calendars as xcals
 
     calendar = xcals.get_calendar(EXCHANGE)
-    sessions = calendar.sessions_in_range(first.tz_convert(layout.EXCHANGE_TZ).date(), last.tz_convert(layout.EXCHANGE_TZ).date())
+    sessions = calendar.sessions_in_range(
+        first.tz_convert(layout.EXCHANGE_TZ).date(), last.tz_convert(layout.EXCHANGE_TZ).date()
+    )
     opens = calendar.opens.loc[sessions].to_numpy(dtype="datetime64[ns]")
     closes = calendar.closes.loc[sessions].to_numpy(dtype="datetime64[ns]")
     starts = opens[:, None] + np.arange(BARS_PER_SESSION) * np.timedelta64(1, "h")
     starts = starts[starts < closes[:, None]]
-    return pd.DatetimeIndex(starts).tz_localize("UTC").tz_convert(layout.EXCHANGE_TZ).as_unit(layout.TIMESTAMP_UNIT)
+    return (
+        pd.DatetimeIndex(starts)
+        .tz_localize("UTC")
+        .tz_convert(layout.EXCHANGE_TZ)
+        .as_unit(layout.TIMESTAMP_UNIT)
+    )
 
 
 def _completeness(holdings: pd.DataFrame) -> list[pd.DataFrame]:
@@ -156,7 +172,8 @@ def _completeness(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     expected_per_session = pd.Series(expected.normalize()).value_counts()
     missing_per_session = absent.groupby(["contract", "session"]).size()
     whole = missing_per_session[
-        missing_per_session.to_numpy() == expected_per_session.reindex(missing_per_session.index.get_level_values("session")).to_numpy()
+        missing_per_session.to_numpy()
+        == expected_per_session.reindex(missing_per_session.index.get_level_values("session")).to_numpy()
     ]
     whole_index = whole.index.to_frame(index=False)
     found = []
@@ -167,18 +184,29 @@ def _completeness(holdings: pd.DataFrame) -> list[pd.DataFrame]:
                 "WARN",
                 whole_index["contract"],
                 whole_index["session"],
-                [f"session {d.date()} missing ({n} bars)" for d, n in zip(whole_index["session"], whole.to_numpy(), strict=True)],
+                [
+                    f"session {d.date()} missing ({n} bars)"
+                    for d, n in zip(whole_index["session"], whole.to_numpy(), strict=True)
+                ],
             )
         )
     partial = absent.merge(whole_index.assign(_whole=True), on=["contract", "session"], how="left")
     partial = partial[partial["_whole"].isna()]
     if not partial.empty:
-        found.append(_issues("completeness", "WARN", partial["contract"], partial["timestamp"], "bar missing"))
+        found.append(
+            _issues("completeness", "WARN", partial["contract"], partial["timestamp"], "bar missing")
+        )
     coverage = holdings.drop_duplicates(["contract", "timestamp"]).groupby("contract").size() / len(expected)
     failing = coverage[coverage < COMPLETENESS_FAIL_FRACTION]
     if not failing.empty:
         found.append(
-            _issues("completeness", "FAIL", failing.index, None, [f"only {c:.0%} of the expected bars" for c in failing])
+            _issues(
+                "completeness",
+                "FAIL",
+                failing.index,
+                None,
+                [f"only {c:.0%} of the expected bars" for c in failing],
+            )
         )
     return found
 
@@ -194,7 +222,9 @@ def _market_data(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -
         available = pd.Index(frame.loc[frame["close"].notna(), "timestamp"])
         lacking = stock_ts[~stock_ts.isin(available)].sort_values()
         if len(lacking):
-            found.append(_issues("market_data", "FAIL", None, lacking, f"no {label} close for this stock bar"))
+            found.append(
+                _issues("market_data", "FAIL", None, lacking, f"no {label} close for this stock bar")
+            )
     return found
 
 
@@ -202,11 +232,15 @@ def _duplicates(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) ->
     found = []
     repeated = holdings[holdings.duplicated(["contract", "timestamp"], keep="first")]
     if not repeated.empty:
-        found.append(_issues("duplicates", "FAIL", repeated["contract"], repeated["timestamp"], "duplicated bar"))
+        found.append(
+            _issues("duplicates", "FAIL", repeated["contract"], repeated["timestamp"], "duplicated bar")
+        )
     for label, frame in (("^GSPC", spx), ("^VIX", vix)):
         repeated = frame[frame.duplicated("timestamp", keep="first")]
         if not repeated.empty:
-            found.append(_issues("duplicates", "FAIL", label, repeated["timestamp"], f"duplicated {label} bar"))
+            found.append(
+                _issues("duplicates", "FAIL", label, repeated["timestamp"], f"duplicated {label} bar")
+            )
     return found
 
 
@@ -217,7 +251,9 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
     if contracts:
         unknown = sorted(set(contracts) - set(holdings["contract"].unique()))
         if unknown:
-            found["contracts"].append(_issues("contracts", "FAIL", unknown, None, "requested contract not in the data"))
+            found["contracts"].append(
+                _issues("contracts", "FAIL", unknown, None, "requested contract not in the data")
+            )
         holdings = holdings[holdings["contract"].isin(contracts)]
     found["missing_values"] += _missing_values(holdings)
     found["outliers"] += _outliers(holdings)
@@ -231,7 +267,11 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
         frames.append(issues)
         worst = "FAIL" if (issues["severity"] == "FAIL").any() else "WARN" if len(issues) else "PASS"
         checks[name] = {"severity": worst, "issues": len(issues), "description": RULES[name]}
-    issues = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else pd.DataFrame(columns=ISSUE_COLUMNS)
+    issues = (
+        pd.concat([f for f in frames if len(f)], ignore_index=True)
+        if any(len(f) for f in frames)
+        else pd.DataFrame(columns=ISSUE_COLUMNS)
+    )
     severities = {c["severity"] for c in checks.values()}
     status = "FAIL" if "FAIL" in severities else "WARN" if "WARN" in severities else "PASS"
     return ValidationReport(

@@ -10,7 +10,6 @@ mapping a no-op over 24 timestamps, and an asset-scheduled aggregation.
 from __future__ import annotations
 
 import pendulum
-
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
 
@@ -74,10 +73,15 @@ def noop_orchestrator():
         deferrable=True,
         poke_interval=2,
     ).expand_kwargs(selected)
-    ingest_market_data(request) >> validate_data(request) >> check_validation() >> [
-        stop_on_validation_failure(),
-        selected,
-    ]
+    (
+        ingest_market_data(request)
+        >> validate_data(request)
+        >> check_validation()
+        >> [
+            stop_on_validation_failure(),
+            selected,
+        ]
+    )
     triggered >> publish_results(selected)
 
 

@@ -1,4 +1,5 @@
-"""What every DAG of the bundle shares: the asset, storage for tasks, and turning bad input into a clean failure.
+"""What every DAG of the bundle shares: the asset, storage for tasks, and turning bad input into a
+clean failure.
 
 Imported at parse time: keep it light (pandas & co. are imported inside the functions that need them).
 """
@@ -98,7 +99,14 @@ def bad_input_fails_fast() -> Iterator[None]:
 
     try:
         yield
-    except (PipelineInputError, SymbolError, PartitionKeyError, InputDataError, MissingInputError, CorruptInputError) as exc:
+    except (
+        PipelineInputError,
+        SymbolError,
+        PartitionKeyError,
+        InputDataError,
+        MissingInputError,
+        CorruptInputError,
+    ) as exc:
         raise AirflowFailException(str(exc)) from exc
 
 

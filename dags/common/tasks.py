@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from common.runtime import IO_RETRY_ARGS, bad_input_fails_fast, task_storage
-
 from airflow.sdk import task
+
+from common.runtime import IO_RETRY_ARGS, bad_input_fails_fast, task_storage
 
 # Yahoo rate-limits bursts: back off exponentially, starting at 30 s, up to 10 minutes.
 INGEST_RETRY_ARGS = IO_RETRY_ARGS | {"retry_delay": 30, "max_retry_delay": 600}
@@ -37,7 +37,9 @@ def ingest_market_data(request: dict[str, Any]) -> dict[str, Any]:
 
 @task(task_id="validate_data", trigger_rule="none_failed")
 def validate_data(request: dict[str, Any]) -> dict[str, Any] | None:
-    """Validate the input files; returns {status, summary, issues, report}. Skipped when run_validation is false."""
+    """Validate the input files; returns {status, summary, issues, report}.
+
+    Skipped when run_validation is false."""
     from airflow.sdk.exceptions import AirflowSkipException
 
     if not request.get("run_validation", True):

@@ -13,7 +13,13 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
 DAGS = PROJECT / "dags"
-EXPECTED_DAGS = {"trading_orchestrator", "analyze_symbol", "aggregate_portfolio", "ingest_market_data", "validate_data"}
+EXPECTED_DAGS = {
+    "trading_orchestrator",
+    "analyze_symbol",
+    "aggregate_portfolio",
+    "ingest_market_data",
+    "validate_data",
+}
 HEAVY_MODULES = ("pandas", "numpy", "pyarrow", "yfinance", "kubernetes", "s3fs", "exchange_calendars")
 
 pytestmark = pytest.mark.airflow
@@ -83,7 +89,12 @@ def test_dag_files_import_nothing_heavy(dag_file):
         f"print(json.dumps(sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=dict(os.environ), timeout=120, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []

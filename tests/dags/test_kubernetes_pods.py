@@ -174,7 +174,9 @@ def test_pod_runs_as_non_root_without_privileges(kubernetes_pods, s3_settings):
     assert volume.empty_dir is not None
 
 
-@pytest.mark.parametrize("contract", ["AAPL", "^VIX", "^GSPC", "BRK-B", "BF.B", "EURUSD=X", "ABCDEFGHIJ.KLMNOPQRS"])
+@pytest.mark.parametrize(
+    "contract", ["AAPL", "^VIX", "^GSPC", "BRK-B", "BF.B", "EURUSD=X", "ABCDEFGHIJ.KLMNOPQRS"]
+)
 def test_labels_are_valid_kubernetes_labels(kubernetes_pods, s3_settings, contract):
     _, pod = render_pod(kubernetes_pods, s3_settings, contract=contract, timestamps=TIMESTAMPS[:1])
     labels = pod.metadata.labels

@@ -61,7 +61,9 @@ def services(compose) -> dict:
 
 
 def service_environment(service: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
-    return {key: interpolate(str(value), environ or {}) for key, value in service.get("environment", {}).items()}
+    return {
+        key: interpolate(str(value), environ or {}) for key, value in service.get("environment", {}).items()
+    }
 
 
 def test_compose_defines_the_stack(services):
@@ -129,12 +131,16 @@ def test_executor_is_local_by_default_and_celery_with_the_env_file(services):
     assert service_environment(scheduler, celery_env)["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
     assert celery_env["COMPOSE_PROFILES"] == "celery"
     # Every component runs with the same executor (they share the environment anchor).
-    executors = {service_environment(services[n], celery_env)["AIRFLOW__CORE__EXECUTOR"] for n in AIRFLOW_COMPONENTS}
+    executors = {
+        service_environment(services[n], celery_env)["AIRFLOW__CORE__EXECUTOR"] for n in AIRFLOW_COMPONENTS
+    }
     assert executors == {"CeleryExecutor"}
 
 
 def test_execution_api_url_points_at_the_api_server(services):
-    url = urlparse(service_environment(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"])
+    url = urlparse(
+        service_environment(services["airflow-scheduler"])["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"]
+    )
     assert url.hostname in services
     assert f"{url.port}:{url.port}" in services[url.hostname]["ports"]
     assert url.path == "/execution/"

@@ -16,7 +16,12 @@ from trading_lib.settings import ENVIRONMENT_VARIABLES, load_settings
 PROJECT = Path(__file__).resolve().parents[2]
 VALUES_FILE = PROJECT / "deploy" / "helm" / "values.yaml"
 MANIFESTS = PROJECT / "deploy" / "kubernetes"
-CHART_EXECUTORS = {"LocalExecutor", "CeleryExecutor", "KubernetesExecutor", "CeleryExecutor,KubernetesExecutor"}
+CHART_EXECUTORS = {
+    "LocalExecutor",
+    "CeleryExecutor",
+    "KubernetesExecutor",
+    "CeleryExecutor,KubernetesExecutor",
+}
 PLACEHOLDER = re.compile(r"^<[^>]+>$")
 
 
@@ -42,7 +47,9 @@ def manifests() -> dict[tuple[str, str], dict]:
 
 
 def requirement_pin(name: str) -> str:
-    match = re.search(rf"^{re.escape(name)}==(\S+)$", (PROJECT / "requirements.txt").read_text(), re.MULTILINE)
+    match = re.search(
+        rf"^{re.escape(name)}==(\S+)$", (PROJECT / "requirements.txt").read_text(), re.MULTILINE
+    )
     assert match, f"{name} is not pinned in requirements.txt"
     return match[1]
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-
 from common.kubernetes_pods import PARTITION_COMMAND, TASK_IMAGE_UID
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -200,7 +199,9 @@ def test_task_requirements_pin_every_line_and_leave_airflow_out():
     requirements = [line for line in lines if line]
 
     assert requirements
-    unpinned = [line for line in requirements if not re.fullmatch(r"[A-Za-z0-9._\-\[\],]+==[A-Za-z0-9.+!\-]+", line)]
+    unpinned = [
+        line for line in requirements if not re.fullmatch(r"[A-Za-z0-9._\-\[\],]+==[A-Za-z0-9.+!\-]+", line)
+    ]
     assert unpinned == []
     assert not [line for line in requirements if "airflow" in line.lower()]
 
@@ -218,6 +219,8 @@ def test_task_requirements_match_the_airflow_image_versions():
     task_pins, airflow_pins = read_pins(TASK_REQUIREMENTS), read_pins(REQUIREMENTS)
 
     missing = sorted(set(task_pins) - set(airflow_pins))
-    different = {name: (v, airflow_pins[name]) for name, v in task_pins.items() if airflow_pins.get(name, v) != v}
+    different = {
+        name: (v, airflow_pins[name]) for name, v in task_pins.items() if airflow_pins.get(name, v) != v
+    }
     assert missing == [], "compiled with -c requirements.txt, every task pin is in requirements.txt"
     assert different == {}

@@ -87,19 +87,25 @@ def _wait_for_new_aggregations(client, known: set[str], timeout: float = 120) ->
 
 
 def _symbol_runs(client, orchestrator_run_id: str) -> list[dict]:
-    return [r for r in client.dag_runs("analyze_symbol") if r["dag_run_id"].startswith(f"{orchestrator_run_id}__")]
+    return [
+        r for r in client.dag_runs("analyze_symbol") if r["dag_run_id"].startswith(f"{orchestrator_run_id}__")
+    ]
 
 
 def _result_files(data_root: Path) -> dict[str, tuple[bytes, int]]:
     results = data_root / layout.RESULTS_PREFIX
-    return {str(p.relative_to(results)): (p.read_bytes(), p.stat().st_mtime_ns) for p in results.rglob("*.parquet")}
+    return {
+        str(p.relative_to(results)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in results.rglob("*.parquet")
+    }
 
 
 def _task_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
     from urllib.parse import quote
 
     body = client.get(
-        f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}?full_content=true"
+        f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}/taskInstances/{task_id}/logs/{try_number}"
+        "?full_content=true"
     )
     content = body.get("content", "")
     return content if isinstance(content, str) else "\n".join(str(line) for line in content)
@@ -115,10 +121,14 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
     expected = CONTRACTS * PARTITIONS_PER_CONTRACT
     prefix = f"{run_id}__"
     assert client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix) == expected
-    assert client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, "success") == expected
+    assert (
+        client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, "success") == expected
+    )
 
     aggregations = _wait_for_new_aggregations(client, set())
-    assert len(aggregations) == 1, f"expected one aggregation run, got {[r['dag_run_id'] for r in aggregations]}"
+    assert len(aggregations) == 1, (
+        f"expected one aggregation run, got {[r['dag_run_id'] for r in aggregations]}"
+    )
     assert aggregations[0]["state"] == "success"
 
     assert len(_result_files(data_root)) == expected
@@ -221,7 +231,9 @@ def test_invalid_conf_is_rejected_at_trigger_time(client, first_run, dag_id, con
         ),
     ],
 )
-def test_invalid_conf_fails_the_first_task_and_writes_nothing(client, data_root, first_run, dag_id, conf, task_id, message):
+def test_invalid_conf_fails_the_first_task_and_writes_nothing(
+    client, data_root, first_run, dag_id, conf, task_id, message
+):
     before = _result_files(data_root)
     manifest = (data_root / layout.report_key(pipeline.MANIFEST_REPORT)).read_bytes()
     run = client.trigger(dag_id, conf)
@@ -237,13 +249,19 @@ def test_validation_failure_stops_the_pipeline(client, data_root, first_run):
     """Runs last: it replaces the input with data that fails validation (duplicated bars)."""
     from trading_lib.sample_data import Anomalies
 
-    pipeline.generate_inputs(Storage(str(data_root)), num_contracts=CONTRACTS, anomalies=Anomalies(duplicated_bars=3))
+    pipeline.generate_inputs(
+        Storage(str(data_root)), num_contracts=CONTRACTS, anomalies=Anomalies(duplicated_bars=3)
+    )
     run = client.trigger("trading_orchestrator", {"num_contracts": 3})
     assert client.wait_for_run("trading_orchestrator", run["dag_run_id"], timeout=180)["state"] == "failed"
-    states = {ti["task_id"]: ti["state"] for ti in client.task_instances("trading_orchestrator", run["dag_run_id"])}
+    states = {
+        ti["task_id"]: ti["state"] for ti in client.task_instances("trading_orchestrator", run["dag_run_id"])
+    }
     assert states["validate_data"] == "success"
     assert states["stop_on_validation_failure"] == "failed"
     assert states["select_contracts"] == "skipped"
     assert states["trigger_analyze_symbol"] == "skipped"
-    assert "FAIL" in _task_log(client, "trading_orchestrator", run["dag_run_id"], "stop_on_validation_failure")
+    assert "FAIL" in _task_log(
+        client, "trading_orchestrator", run["dag_run_id"], "stop_on_validation_failure"
+    )
     assert _symbol_runs(client, run["dag_run_id"]) == []

@@ -29,7 +29,9 @@ def test_every_partition_is_bit_identical_to_the_vectorized_kernel(tmp_path, req
     write_inputs(storage, data)
     full = compute_signals(data.holdings, data.spx, data.vix)
     window = full[data.window.contains(full["timestamp"])].reset_index(drop=True)
-    rows = [analyze_partition(storage, c, t) for c, t in zip(window["contract"], window["timestamp"], strict=True)]
+    rows = [
+        analyze_partition(storage, c, t) for c, t in zip(window["contract"], window["timestamp"], strict=True)
+    ]
     pd.testing.assert_frame_equal(pd.concat(rows, ignore_index=True), window, check_exact=True)
 
 
@@ -45,13 +47,17 @@ def test_beta_is_the_ols_slope_of_the_trailing_window(real):
     market = real.spx.set_index("timestamp")["close"].pct_change()
     checked = 0
     for contract in ("AAPL", "TSLA"):
-        bars = real.holdings[real.holdings["contract"] == contract].set_index("timestamp")["close"].pct_change()
+        bars = (
+            real.holdings[real.holdings["contract"] == contract].set_index("timestamp")["close"].pct_change()
+        )
         rows = result[(result["contract"] == contract) & result["beta"].notna()]
         for _, row in rows.iloc[:: max(1, len(rows) // 12)].iterrows():
             window = market.loc[: row["timestamp"]].tail(analytics.BETA_WINDOW_BARS).index
             expected = empyrical.beta(bars.reindex(window), market.reindex(window))
             assert row["beta"] == pytest.approx(expected, rel=1e-9)
-            assert row["beta_observations"] == int((bars.reindex(window).notna() & market.reindex(window).notna()).sum())
+            assert row["beta_observations"] == int(
+                (bars.reindex(window).notna() & market.reindex(window).notna()).sum()
+            )
             checked += 1
     assert checked >= 20
 

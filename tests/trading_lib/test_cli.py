@@ -22,7 +22,10 @@ def _cli(*args, root, env=None):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["analyze-partition", "--contract", "AAPL", "--timestamp", "2024-01-02T09:30:00-05:00"], "does not exist"),
+        (
+            ["analyze-partition", "--contract", "AAPL", "--timestamp", "2024-01-02T09:30:00-05:00"],
+            "does not exist",
+        ),
         (["analyze-partition", "--contract", "../x", "--timestamp", "2024-01-02T09:30:00-05:00"], "'../x'"),
         (["analyze-symbol", "--contract", "A B"], "'A B'"),
         (["aggregate"], "no partition results"),

@@ -11,7 +11,10 @@ def test_partition_keys_use_exchange_local_time():
     # The same instant given in UTC names the same partition.
     assert layout.parse_partition_timestamp("2024-01-02T14:30:00+00:00") == ts
     # Naive timestamps are New York time; summer time gives a -04:00 offset.
-    assert layout.partition_label(layout.parse_partition_timestamp("2024-07-01 10:30")) == "2024-07-01T10:30:00-04:00"
+    assert (
+        layout.partition_label(layout.parse_partition_timestamp("2024-07-01 10:30"))
+        == "2024-07-01T10:30:00-04:00"
+    )
 
 
 @pytest.mark.parametrize("value", ["", "yesterday", None, 5, "2024-13-45T09:30"])

@@ -32,7 +32,9 @@ def test_list_partitions_uses_the_recorded_window(storage):
 def test_list_partitions_with_explicit_timestamps(storage):
     # Any notation of the same instant names the same partition; duplicates collapse.
     chosen = pipeline.list_partitions(
-        storage, "MSFT", timestamps=["2024-01-02T15:30:00+00:00", "2024-01-02 10:30", "2024-01-02T10:30:00-05:00"]
+        storage,
+        "MSFT",
+        timestamps=["2024-01-02T15:30:00+00:00", "2024-01-02 10:30", "2024-01-02T10:30:00-05:00"],
     )
     assert chosen == ["2024-01-02T10:30:00-05:00"]
 
@@ -42,7 +44,11 @@ def test_list_partitions_with_explicit_timestamps(storage):
     [
         ("ZZZZ", None, "contract: 'ZZZZ' is not in"),
         ("../x", None, "contract: symbol '../x'"),
-        ("AAPL", ["2024-01-03T09:30:00-05:00"], "timestamps[0]: '2024-01-03T09:30:00-05:00' is not a bar of AAPL"),
+        (
+            "AAPL",
+            ["2024-01-03T09:30:00-05:00"],
+            "timestamps[0]: '2024-01-03T09:30:00-05:00' is not a bar of AAPL",
+        ),
         ("AAPL", ["2024-01-02T10:30:00-05:00", "noon"], "timestamps[1]"),
         ("AAPL", [], "must be a non-empty list"),
         ("AAPL", "2024-01-02T10:30:00-05:00", "must be a non-empty list"),

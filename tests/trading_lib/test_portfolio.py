@@ -50,7 +50,9 @@ def test_summary_numbers_computed_independently():
     assert report.timeseries["portfolio_return"].to_numpy() == pytest.approx(expected)
     sharpe = expected.mean() / expected.std(ddof=1) * np.sqrt(BARS_PER_YEAR)
     assert s["sharpe_ratio"] == pytest.approx(sharpe)
-    assert s["sharpe_ratio"] == pytest.approx(empyrical.sharpe_ratio(pd.Series(expected), annualization=BARS_PER_YEAR))
+    assert s["sharpe_ratio"] == pytest.approx(
+        empyrical.sharpe_ratio(pd.Series(expected), annualization=BARS_PER_YEAR)
+    )
     assert report.timeseries["cumulative_pnl"].round(6).tolist() == [1000.0, 1000.0, 3000.0]
     aapl = report.contracts.set_index("contract").loc["AAPL"]
     assert (aapl["trades"], aapl["good_trades"], aapl["buys"], aapl["sells"]) == (2, 2, 1, 1)
@@ -66,11 +68,15 @@ def test_sharpe_matches_empyrical_on_generated_data():
     results = results[data.window.contains(results["timestamp"])]
     report = build_portfolio_report(results, data.holdings)
     returns = report.timeseries["portfolio_return"].dropna()
-    assert report.summary["sharpe_ratio"] == pytest.approx(empyrical.sharpe_ratio(returns, annualization=BARS_PER_YEAR))
+    assert report.summary["sharpe_ratio"] == pytest.approx(
+        empyrical.sharpe_ratio(returns, annualization=BARS_PER_YEAR)
+    )
 
 
 def test_open_trades_and_missing_partitions_are_reported():
-    results = _results(["BUY", "SELL", "HOLD"], ["BUY", "SELL", "SELL"]).iloc[:-1]  # MSFT's last one is missing
+    results = _results(["BUY", "SELL", "HOLD"], ["BUY", "SELL", "SELL"]).iloc[
+        :-1
+    ]  # MSFT's last one is missing
     expected = _results(["HOLD"] * 3, ["HOLD"] * 3)[["contract", "timestamp"]]
     report = build_portfolio_report(results, _holdings().iloc[:-1], expected)
     assert report.summary["missing_partitions"] == 1

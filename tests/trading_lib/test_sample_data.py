@@ -23,7 +23,9 @@ def test_default_shape_grid_and_window():
     assert (per_contract == 77 + 24).all()
     window = data.holdings[data.window.contains(data.holdings["timestamp"])]
     assert (window.groupby("contract").size() == 24).all()
-    assert (data.holdings["timestamp"] < data.window.start).groupby(data.holdings["contract"]).sum().eq(77).all()
+    assert (
+        (data.holdings["timestamp"] < data.window.start).groupby(data.holdings["contract"]).sum().eq(77).all()
+    )
     local = data.spx["timestamp"].dt
     assert set(local.minute) == {30} and local.hour.between(9, 15).all()
     assert local.day_of_week.lt(5).all()
@@ -33,7 +35,9 @@ def test_default_shape_grid_and_window():
 def test_prices_are_consistent_and_betas_spread():
     data = generate_sample_data(num_contracts=12)
     h = data.holdings
-    assert (h["low"] <= h[["open", "close"]].min(axis=1)).all() and (h["high"] >= h[["open", "close"]].max(axis=1)).all()
+    assert (h["low"] <= h[["open", "close"]].min(axis=1)).all() and (
+        h["high"] >= h[["open", "close"]].max(axis=1)
+    ).all()
     assert (h["volume"] > 0).all() and (data.spx["volume"] == 0).all()
     assert data.vix["close"].between(9, 80).all()
     market = np.log(data.spx["close"]).diff()
@@ -47,7 +51,9 @@ def test_generation_is_deterministic_to_the_byte(tmp_path):
     write_inputs(b, generate_sample_data(seed=7))
     for key in layout.INPUT_KEYS:
         assert a.read_bytes(key) == b.read_bytes(key)
-    pd.testing.assert_frame_equal(generate_sample_data(seed=7).holdings, generate_sample_data(seed=7).holdings)
+    pd.testing.assert_frame_equal(
+        generate_sample_data(seed=7).holdings, generate_sample_data(seed=7).holdings
+    )
     assert not generate_sample_data(seed=8).holdings.equals(generate_sample_data(seed=7).holdings)
 
 
@@ -70,7 +76,9 @@ def test_bad_arguments_are_named(bad):
 
 def test_anomalies_land_in_the_window():
     clean = generate_sample_data()
-    data = generate_sample_data(anomalies=Anomalies(nan_runs=1, missing_bars=2, duplicated_bars=1, missing_market_bars=1))
+    data = generate_sample_data(
+        anomalies=Anomalies(nan_runs=1, missing_bars=2, duplicated_bars=1, missing_market_bars=1)
+    )
     assert data.holdings["close"].isna().sum() == 3
     assert len(data.holdings) == len(clean.holdings) - 2 + 1
     assert len(data.spx) == len(clean.spx) - 1 and len(data.vix) == len(clean.vix) - 1
@@ -100,7 +108,9 @@ def test_real_bars_errors(tmp_path):
     with pytest.raises(InputDataError, match=r"missing \^GSPC_1h.csv"):
         load_real_bars(tmp_path)
     for name in ("^GSPC", "^VIX", "AAPL"):
-        (tmp_path / f"{name}_1h.csv").write_text("Datetime,Open,High,Low,Close,Volume\nnot a date,1,1,1,1,1\n")
+        (tmp_path / f"{name}_1h.csv").write_text(
+            "Datetime,Open,High,Low,Close,Volume\nnot a date,1,1,1,1,1\n"
+        )
     with pytest.raises(InputDataError, match="AAPL_1h.csv"):
         load_real_bars(tmp_path)
     with pytest.raises(InputDataError, match="ZZZ"):

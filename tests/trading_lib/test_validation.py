@@ -59,13 +59,17 @@ def test_too_many_missing_closes_fail():
     holdings.loc[aapl[:10], "close"] = float("nan")
     report = validate_inputs(type(data)(holdings, data.vix, data.spx, data.window))
     assert report.status == "FAIL"
-    failing = report.issues[(report.issues["check"] == "missing_values") & (report.issues["severity"] == "FAIL")]
+    failing = report.issues[
+        (report.issues["check"] == "missing_values") & (report.issues["severity"] == "FAIL")
+    ]
     assert failing["contract"].tolist() == ["AAPL"]
 
 
 def test_empty_market_data_fails_and_unknown_contracts_are_named():
     data = generate_sample_data(num_contracts=2)
-    report = validate_inputs(type(data)(data.holdings, data.vix.iloc[0:0], data.spx, data.window), ["AAPL", "ZZZ"])
+    report = validate_inputs(
+        type(data)(data.holdings, data.vix.iloc[0:0], data.spx, data.window), ["AAPL", "ZZZ"]
+    )
     assert report.status == "FAIL"
     assert "^VIX data is empty" in " ".join(_issues(report, "market_data")["detail"])
     assert _issues(report, "contracts")["contract"].tolist() == ["ZZZ"]

@@ -83,7 +83,7 @@ def _partition_label(contract: str, timestamps: list[str]) -> str:
     },
 )
 def analyze_symbol():
-    @task(retries=0)
+    @task  # bad conf fails at once (AirflowFailException); a storage outage is retried
     def list_partitions() -> list[list[str]]:
         from airflow.configuration import conf
 

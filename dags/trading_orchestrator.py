@@ -90,7 +90,7 @@ DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM
     },
 )
 def trading_orchestrator():
-    @task(retries=0)
+    @task  # bad conf fails at once (AirflowFailException); a storage outage is retried
     def check_request() -> dict:
         """Everything a run needs, checked against the data: fail here, before anything is written."""
         import pandas as pd

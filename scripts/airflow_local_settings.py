@@ -13,7 +13,14 @@ import os
 import sys
 
 # LOCAL_AIRFLOW_PRELOAD=0 turns it off (bench/bench_pipeline.py --no-preload measures the difference).
-PRELOAD = ("pyarrow.parquet", "trading_lib.analytics", "trading_lib.pipeline", "trading_lib.portfolio")
+PRELOAD = (
+    "pyarrow.parquet",
+    "exchange_calendars",
+    "trading_lib.analytics",
+    "trading_lib.pipeline",
+    "trading_lib.portfolio",
+    "trading_lib.validation",
+)
 
 if sys.argv[1:2] == ["scheduler"] and os.environ.get("LOCAL_AIRFLOW_PRELOAD", "1") != "0":
     import importlib

@@ -1,0 +1,172 @@
+"""Ingestion against a loopback server replaying Yahoo v8 chart responses built from the real 2022
+bars (tests/trading_lib/yahoo_replay.py): yfinance runs unpatched, over real HTTP."""
+
+from __future__ import annotations
+
+import socket
+
+import pandas as pd
+import pytest
+from yahoo_replay import YahooReplay, routed_session, weeks_into_window
+
+from trading_lib import layout
+from trading_lib.ingestion import IngestionError, RangeNotAvailableError, default_window, ingest_market_data
+from trading_lib.inputs import read_inputs
+from trading_lib.storage import Storage
+
+STOCKS = ["AAPL", "FB", "GOOG", "NFLX", "TSLA"]
+NOW = pd.Timestamp.now(tz="UTC")
+
+
+@pytest.fixture(autouse=True)
+def fresh_yfinance(tmp_path_factory):
+    import yfinance as yf
+    from yfinance.data import YfData
+
+    yf.set_tz_cache_location(str(tmp_path_factory.mktemp("yf-tz")))
+    YfData.cache_get.cache_clear()  # yfinance memoizes past ranges per URL, across scenarios
+    yield
+    YfData.cache_get.cache_clear()
+
+
+@pytest.fixture
+def server():
+    with YahooReplay(weeks_into_window(NOW)) as replay:
+        yield replay
+
+
+def _window(server) -> tuple[str, str]:
+    days = sorted(set(server.expected("AAPL")["timestamp"].dt.date))
+    return str(days[11]), str(days[-1] + pd.Timedelta(days=1))
+
+
+def _ingest(server, tmp_path, symbols=STOCKS, **kwargs):
+    start, end = _window(server)
+    return ingest_market_data(
+        Storage(str(tmp_path)),
+        symbols,
+        start,
+        end,
+        session=server.session(),
+        now=NOW,
+        backoff_seconds=0.01,
+        **kwargs,
+    )
+
+
+def _by_symbol(report):
+    return {t.symbol: t for t in report.tickers}
+
+
+def test_fetched_bars_equal_the_real_bars_and_vix_is_aligned(server, tmp_path):
+    report = _ingest(server, tmp_path)
+    assert report.status == "ok" and {t.status for t in report.tickers} == {"ok"}
+    data = read_inputs(Storage(str(tmp_path)))
+    fetch_start = pd.Timestamp(report.fetch_start, tz=layout.EXCHANGE_TZ)
+    for symbol in STOCKS:
+        expected = server.expected(symbol)
+        expected = expected[expected["timestamp"] >= fetch_start].reset_index(drop=True)
+        got = data.holdings[data.holdings["contract"] == symbol].reset_index(drop=True)
+        assert got["timestamp"].tolist() == expected["timestamp"].tolist()
+        for column in ("open", "high", "low", "close"):
+            assert got[column].to_numpy() == pytest.approx(expected[column.title()].to_numpy(), rel=1e-9)
+        assert got["volume"].tolist() == expected["Volume"].astype(float).tolist()
+    spx = server.expected("^GSPC")
+    assert data.spx["close"].to_numpy() == pytest.approx(
+        spx.loc[spx["timestamp"] >= fetch_start, "Close"].to_numpy()
+    )
+    # ^VIX was served on the hour in Chicago time; as-of on bar end times puts each value on its stock bar
+    vix = server.expected("^VIX")
+    vix = vix[vix["timestamp"] >= fetch_start]
+    assert data.vix["timestamp"].tolist() == data.spx["timestamp"].tolist()
+    assert data.vix["close"].to_numpy() == pytest.approx(vix["Close"].to_numpy())
+    start, end = _window(server)
+    assert (
+        data.window.start
+        == data.spx.loc[data.spx["timestamp"].dt.date >= pd.Timestamp(start).date(), "timestamp"].min()
+    )
+    stored = Storage(str(tmp_path)).read_json(layout.report_key("ingestion"))
+    assert stored["status"] == "ok" and len(stored["tickers"]) == 7
+
+
+def test_delisted_ticker_is_reported_and_the_rest_written(server, tmp_path):
+    server.scenarios["NFLX"] = "404"
+    report = _ingest(server, tmp_path)
+    nflx = _by_symbol(report)["NFLX"]
+    assert (report.status, nflx.status, nflx.attempts) == ("partial", "failed", 1)
+    assert "404" in nflx.error or "Not Found" in nflx.error or "delisted" in nflx.error
+    assert read_inputs(Storage(str(tmp_path))).contracts == ["AAPL", "FB", "GOOG", "TSLA"]
+
+
+def test_rate_limit_is_retried_with_backoff(server, tmp_path):
+    server.scenarios["AAPL"] = ("429", 2)
+    report = _ingest(server, tmp_path)
+    aapl = _by_symbol(report)["AAPL"]
+    assert aapl.status == "ok" and aapl.attempts >= 2 and aapl.error is None
+    assert server.requests["AAPL"] >= 3  # two rate-limited answers, then the bars
+    assert "AAPL" in read_inputs(Storage(str(tmp_path))).contracts
+
+
+@pytest.mark.parametrize(("scenario", "error"), [("422", "730 days"), ("empty", "NoData")])
+def test_permanent_errors_are_not_retried(server, tmp_path, scenario, error):
+    server.scenarios["TSLA"] = scenario
+    report = _ingest(server, tmp_path)
+    tsla = _by_symbol(report)["TSLA"]
+    assert (tsla.status, tsla.attempts) == ("failed", 1)
+    assert error in tsla.error
+    assert server.requests["TSLA"] <= 2  # yfinance itself re-asks once after a 4xx
+
+
+def test_missing_market_data_fails_and_writes_no_input(server, tmp_path):
+    server.scenarios["^VIX"] = "404"
+    with pytest.raises(IngestionError, match=r"market data \^VIX missing"):
+        _ingest(server, tmp_path)
+    storage = Storage(str(tmp_path))
+    assert not any(storage.exists(key) for key in layout.INPUT_KEYS)
+    assert storage.read_json(layout.report_key("ingestion"))["status"] == "failed"
+
+
+def test_network_outage_fails_naming_the_tickers(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on: every request is refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start, end = (
+        (NOW - pd.Timedelta(days=30)).date().isoformat(),
+        (NOW - pd.Timedelta(days=20)).date().isoformat(),
+    )
+    with pytest.raises(IngestionError) as excinfo:
+        ingest_market_data(
+            Storage(str(tmp_path)), ["AAPL"], start, end, session=routed_session(port), now=NOW,
+            backoff_seconds=0.01, max_attempts=3,
+        )  # fmt: skip
+    assert "^GSPC" in str(excinfo.value) and "^VIX" in str(excinfo.value)
+    report = Storage(str(tmp_path)).read_json(layout.report_key("ingestion"))
+    assert {t["attempts"] for t in report["tickers"]} == {3}  # transient: retried to the limit
+
+
+def test_ranges_older_than_730_days_are_refused_before_any_request(server, tmp_path):
+    old_start = (NOW - pd.Timedelta(days=740)).date().isoformat()
+    old_end = (NOW - pd.Timedelta(days=700)).date().isoformat()
+    with pytest.raises(RangeNotAvailableError, match="730 days"):
+        ingest_market_data(
+            Storage(str(tmp_path)), STOCKS, old_start, old_end, session=server.session(), now=NOW
+        )
+    assert sum(server.requests.values()) == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("symbols", "start", "end", "message"),
+    [
+        (["../x"], "2026-01-05", "2026-01-09", "'../x'"),
+        (STOCKS, "2026-01-09", "2026-01-05", "must be before"),
+    ],
+)
+def test_bad_requests_are_named(tmp_path, symbols, start, end, message):
+    with pytest.raises(ValueError, match=message):
+        ingest_market_data(Storage(str(tmp_path)), symbols, start, end, now=NOW)
+
+
+def test_default_window_is_the_last_complete_sessions():
+    start, end = default_window(pd.Timestamp("2026-11-25 15:00", tz="America/New_York"), sessions=5)
+    assert (str(start.date()), str(end.date())) == ("2026-11-18", "2026-11-25")

@@ -7,9 +7,12 @@ AIRFLOW_HOME (SQLite) and TRADING_DATA_ROOT under a temporary folder, never the 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
 _SESSION_ROOT = Path(tempfile.mkdtemp(prefix="trading-tests-"))
@@ -27,3 +30,10 @@ Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 # Airflow puts the bundle (dags/) on sys.path in its own processes; a plain test process must too.
 if str(PROJECT / "dags") not in sys.path:
     sys.path.append(str(PROJECT / "dags"))
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Migrate the test session's SQLite metadata DB once (dag.test(), JWT revocation checks)."""
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([str(airflow), "db", "migrate"], env=dict(os.environ), check=True, capture_output=True)

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
+
 from trading_reports.app import PREFIX, app
 
-_VIEWS = (("Portfolio", ""), ("Partitions", "partitions"), ("Validation", "validation"), ("Ingestion", "ingestion"))
+_VIEWS = (
+    ("Portfolio", ""),
+    ("Partitions", "partitions"),
+    ("Validation", "validation"),
+    ("Ingestion", "ingestion"),
+)
 
 
 class TradingReportsPlugin(AirflowPlugin):

@@ -13,13 +13,17 @@ import json
 from typing import Any
 from urllib.parse import quote
 
+from airflow.api_fastapi.core_api.security import get_user
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from airflow.api_fastapi.core_api.security import get_user
-
 PREFIX = "/trading-reports"
-PAGES = (("", "Portfolio"), ("partitions", "Partitions"), ("validation", "Validation"), ("ingestion", "Ingestion"))
+PAGES = (
+    ("", "Portfolio"),
+    ("partitions", "Partitions"),
+    ("validation", "Validation"),
+    ("ingestion", "Ingestion"),
+)
 SIGNAL_COLOURS = {"BUY": "#1a7f37", "SELL": "#cf222e", "HOLD": "#8c959f"}
 DEFINITIONS = {
     "total_pnl": "Sum over closed trades of position × next bar return × notional (10,000 USD a trade).",
@@ -39,7 +43,9 @@ async def _sign_in_first(request: Request, exc: HTTPException) -> Response:
         login = get_auth_manager().get_url_login()
         separator = "&" if "?" in login else "?"
         return RedirectResponse(f"{login}{separator}next={quote(str(request.url), safe='')}", status_code=303)
-    return Response(json.dumps({"detail": exc.detail}), status_code=exc.status_code, media_type="application/json")
+    return Response(
+        json.dumps({"detail": exc.detail}), status_code=exc.status_code, media_type="application/json"
+    )
 
 
 # -- data -------------------------------------------------------------------------------------------
@@ -52,7 +58,9 @@ def _storage():
         return Storage(settings.data_root)
     from airflow.sdk import ObjectStoragePath
 
-    return Storage(settings.data_root, fs=ObjectStoragePath(settings.data_root, conn_id=settings.aws_conn_id).fs)
+    return Storage(
+        settings.data_root, fs=ObjectStoragePath(settings.data_root, conn_id=settings.aws_conn_id).fs
+    )
 
 
 def _report(name: str) -> dict[str, Any] | None:
@@ -69,10 +77,9 @@ def _partition_states(run_ids: list[str]) -> dict[str, tuple[str, int, str | Non
     """rendered map index ("AAPL 2024-...") -> (run_id, map_index, state) from Airflow's metadata DB."""
     if not run_ids:
         return {}
-    from sqlalchemy import select
-
     from airflow.models.taskinstance import TaskInstance as TI
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         rows = session.execute(
@@ -80,7 +87,9 @@ def _partition_states(run_ids: list[str]) -> dict[str, tuple[str, int, str | Non
                 TI.dag_id == "analyze_symbol", TI.task_id == "analyze_time_partition", TI.run_id.in_(run_ids)
             )
         ).all()
-    return {label: (run_id, index, str(state) if state else None) for run_id, index, state, label in rows if label}
+    return {
+        label: (run_id, index, str(state) if state else None) for run_id, index, state, label in rows if label
+    }
 
 
 # -- rendering --------------------------------------------------------------------------------------
@@ -126,7 +135,9 @@ def _table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], limi
 
 def _pnl_chart(series: list[dict[str, Any]], width: int = 760, height: int = 240) -> str:
     """Cumulative P&L over time as an inline SVG line chart (no JavaScript, nothing downloaded)."""
-    points = [(row["timestamp"], row["cumulative_pnl"]) for row in series if row.get("cumulative_pnl") is not None]
+    points = [
+        (row["timestamp"], row["cumulative_pnl"]) for row in series if row.get("cumulative_pnl") is not None
+    ]
     if len(points) < 2:
         return _missing("P&L series", "It needs at least two bars.")
     values = [v for _, v in points]
@@ -199,7 +210,8 @@ def portfolio(user=Depends(get_user)) -> HTMLResponse:
     )
     missing = report.get("missing_partitions") or []
     missing_html = (
-        "<h2>Missing partitions</h2>" + _table(missing, [("contract", "Contract", "s"), ("timestamp", "Bar", "s")])
+        "<h2>Missing partitions</h2>"
+        + _table(missing, [("contract", "Contract", "s"), ("timestamp", "Bar", "s")])
         if missing
         else ""
     )
@@ -214,9 +226,13 @@ def portfolio(user=Depends(get_user)) -> HTMLResponse:
 def partitions(user=Depends(get_user)) -> HTMLResponse:
     report, last_run = _report("portfolio"), _report("pipeline/last_run")
     if report is None:
-        return _page("Partitions", _missing("partitions", "Run trading_orchestrator (make demo)."), "partitions")
+        return _page(
+            "Partitions", _missing("partitions", "Run trading_orchestrator (make demo)."), "partitions"
+        )
     states = _partition_states((last_run or {}).get("analyze_symbol_run_ids", []))
-    cells: dict[tuple[str, str], dict[str, Any]] = {(p["contract"], p["timestamp"]): p for p in report["partitions"]}
+    cells: dict[tuple[str, str], dict[str, Any]] = {
+        (p["contract"], p["timestamp"]): p for p in report["partitions"]
+    }
     for missing in report.get("missing_partitions") or []:
         cells.setdefault((missing["contract"], missing["timestamp"]), {"signal": None})
     contracts = sorted({c for c, _ in cells})
@@ -243,7 +259,8 @@ def partitions(user=Depends(get_user)) -> HTMLResponse:
             )
         rows.append(f'<tr><th class="l">{html.escape(contract)}</th>{"".join(tds)}</tr>')
     legend = " ".join(
-        f'<span class="badge" style="background:{colour}">{name}</span>' for name, colour in SIGNAL_COLOURS.items()
+        f'<span class="badge" style="background:{colour}">{name}</span>'
+        for name, colour in SIGNAL_COLOURS.items()
     )
     body = (
         f"<p>One cell per partition (contract × bar), coloured by signal; an outlined cell's task is not "
@@ -259,7 +276,11 @@ def partitions(user=Depends(get_user)) -> HTMLResponse:
 def validation(user=Depends(get_user)) -> HTMLResponse:
     report = _report("validation")
     if report is None:
-        return _page("Validation", _missing("validation report", "Run validate_data or the orchestrator."), "validation")
+        return _page(
+            "Validation",
+            _missing("validation report", "Run validate_data or the orchestrator."),
+            "validation",
+        )
     colour = {"PASS": "#1a7f37", "WARN": "#bf8700", "FAIL": "#cf222e"}[report["status"]]
     checks = [{"check": name, **c} for name, c in report["checks"].items()]
     body = (
@@ -267,7 +288,12 @@ def validation(user=Depends(get_user)) -> HTMLResponse:
         f"{html.escape(report['summary'])}</p><p class='muted'>{html.escape(report.get('status_rule', ''))}</p>"
         + _table(
             checks,
-            [("check", "Check", "s"), ("severity", "Worst", "s"), ("issues", "Issues", "{:,}"), ("description", "Rule", "s")],
+            [
+                ("check", "Check", "s"),
+                ("severity", "Worst", "s"),
+                ("issues", "Issues", "{:,}"),
+                ("description", "Rule", "s"),
+            ],
         )
         + "<h2>Issues</h2>"
         + _table(

@@ -104,4 +104,9 @@ def test_plugin_registers_the_app_and_nav_entries():
 
     assert TradingReportsPlugin.fastapi_apps[0]["url_prefix"] == "/trading-reports"
     hrefs = [view["href"] for view in TradingReportsPlugin.external_views]
-    assert hrefs == ["/trading-reports/", "/trading-reports/partitions", "/trading-reports/validation", "/trading-reports/ingestion"]
+    assert hrefs == [
+        "/trading-reports/",
+        "/trading-reports/partitions",
+        "/trading-reports/validation",
+        "/trading-reports/ingestion",
+    ]

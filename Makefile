@@ -38,8 +38,9 @@ stop:
 status: $(STAMP)
 	$(PY) scripts/local_airflow.py status
 
-## make test: every test, end-to-end against a real Airflow included
+## make test: lint, then every test, end-to-end against a real Airflow included
 test: $(TEST_STAMP)
+	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts
 	$(PY) scripts/install_test_tools.py
 	$(PY) -m pytest
 

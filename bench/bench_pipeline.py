@@ -11,7 +11,6 @@ Goal: real / no-op <= 1.25.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import sys
 import tempfile
@@ -22,18 +21,12 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT / "scripts"))
 
-from local_airflow import LocalAirflow  # noqa: E402
+from local_airflow import LocalAirflow, free_port  # noqa: E402
 
 PIPELINES = {
     "trading": ("trading_orchestrator", "aggregate_portfolio"),
     "no-op": ("noop_orchestrator", "noop_aggregate"),
 }
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _dags_folder(root: Path) -> Path:
@@ -83,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         data_root = root / "data"
         pipeline.generate_inputs(Storage(str(data_root)), num_contracts=args.contracts)
         extra_env = {"LOCAL_AIRFLOW_PRELOAD": "0"} if args.no_preload else {}
-        airflow = LocalAirflow(root / "home", _free_port(), str(data_root), extra_env, _dags_folder(root))
+        airflow = LocalAirflow(root / "home", free_port(), str(data_root), extra_env, _dags_folder(root))
         started = time.monotonic()
         airflow.start(timeout=180)
         print(f"local Airflow healthy after {time.monotonic() - started:.1f} s")

@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -51,6 +52,13 @@ TUNING = {
     "AIRFLOW__API__WORKERS": "2",
     "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
 }
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now (for a test or benchmark Airflow beside the demo's)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class LocalAirflow:

@@ -7,7 +7,6 @@ clearing it, reprocessing it by triggering analyze_symbol, invalid conf, and a F
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "scripts"))
 
 from demo import run_pipeline  # noqa: E402
-from local_airflow import AirflowError, LocalAirflow  # noqa: E402
+from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
 
 from trading_lib import layout, pipeline  # noqa: E402
 from trading_lib.analytics import compute_signals  # noqa: E402
@@ -33,12 +32,6 @@ PARTITIONS_PER_CONTRACT = 24
 QUIET_PERIOD = 8  # seconds without a new aggregation run before we call the count final
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def data_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("e2e-data")
@@ -48,7 +41,7 @@ def data_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, data_root):
-    instance = LocalAirflow(tmp_path_factory.mktemp("e2e-airflow"), _free_port(), str(data_root))
+    instance = LocalAirflow(tmp_path_factory.mktemp("e2e-airflow"), free_port(), str(data_root))
     instance.start(timeout=180)
     try:
         yield instance

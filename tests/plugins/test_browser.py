@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import sys
 from pathlib import Path
 
@@ -20,7 +19,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "scripts"))
 
 from demo import run_pipeline  # noqa: E402
-from local_airflow import LocalAirflow  # noqa: E402
+from local_airflow import LocalAirflow, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = PROJECT / "test-output"
@@ -43,17 +42,11 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_root = tmp_path_factory.mktemp("browser-data")
     pipeline.generate_inputs(Storage(str(data_root)), num_contracts=3)
-    airflow = LocalAirflow(tmp_path_factory.mktemp("browser-airflow"), _free_port(), str(data_root))
+    airflow = LocalAirflow(tmp_path_factory.mktemp("browser-airflow"), free_port(), str(data_root))
     airflow.start(timeout=180)
     try:
         outcome = run_pipeline(airflow, {"num_contracts": 3}, show_progress=False)

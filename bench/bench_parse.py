@@ -5,10 +5,8 @@ names (`[dag_processor] parsing_pre_import_modules`), then forks a child that pa
 serialises its DAGs. This benchmark does the same: for every file, N forked children each parse
 and serialise it; it prints the median per file and the ratio to an empty DAG file. Goal <= 1.2x.
 
-A second column attributes the difference: the same parse once the bundle's own modules
-(`common.*`, `trading_lib.*`) are already imported. What remains above the empty DAG is Airflow's
-own work for the DAG's shape (mostly validating every Param's JSON schema for every task when
-the DAG is serialised), which an empty DAG does not have.
+A second column shows how much of it is Airflow serialising the DAG (for a DAG with Params, mostly
+validating every Param's JSON schema once per task), work an empty DAG does not have.
 
     python bench/bench_parse.py [--runs 15]
 """
@@ -50,8 +48,8 @@ def _setup_environment(home: str) -> None:
     sys.path.append(str(DAGS))
 
 
-def _parse_in_child(path: Path) -> float:
-    """Fork, parse + serialise ``path`` in the child, return the child's wall time (s)."""
+def _parse_in_child(path: Path) -> tuple[float, float]:
+    """Fork, parse + serialise ``path`` in the child; return (total, serialisation) wall seconds."""
     read_end, write_end = os.pipe()
     pid = os.fork()
     if pid == 0:  # child: what the dag-processor's parsing process does
@@ -63,33 +61,21 @@ def _parse_in_child(path: Path) -> float:
         bag = BundleDagBag(
             dag_folder=str(path), bundle_path=path.parent, bundle_name="bench", load_op_links=False
         )
+        parsed = time.perf_counter()
         for dag in bag.dags.values():
             DagSerialization.to_dict(dag)
-        elapsed = time.perf_counter() - started
+        done = time.perf_counter()
         ok = not bag.import_errors and bag.dags
-        os.write(write_end, f"{elapsed if ok else -1.0}".encode())
+        os.write(write_end, (f"{done - started} {done - parsed}" if ok else "-1 -1").encode())
         os._exit(0)
     os.close(write_end)
-    result = os.read(read_end, 64).decode()
+    result = os.read(read_end, 128).decode()
     os.close(read_end)
     os.waitpid(pid, 0)
-    value = float(result)
-    if value < 0:
+    total, serialisation = (float(v) for v in result.split())
+    if total < 0:
         raise RuntimeError(f"{path} did not parse cleanly")
-    return value
-
-
-def _bundle_modules(path: Path) -> list[str]:
-    """Modules of the bundle itself (not Airflow's) that the DAG file imports."""
-    import ast
-
-    names = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            names.append(node.module)
-        elif isinstance(node, ast.Import):
-            names.extend(alias.name for alias in node.names)
-    return [n for n in names if n.split(".")[0] in ("common", "trading_lib")]
+    return total, serialisation
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,28 +94,20 @@ def main(argv: list[str] | None = None) -> int:
         for path in files:
             _pre_import_airflow_modules(str(path), log)
             _parse_in_child(path)  # warm the OS file cache
-        samples: dict[Path, list[float]] = {path: [] for path in files}
+        samples: dict[Path, list[tuple[float, float]]] = {path: [] for path in files}
         for _ in range(args.runs):  # round-robin, so drift of the machine hits every file alike
             for path in files:
                 samples[path].append(_parse_in_child(path))
-        medians = {path: statistics.median(values) for path, values in samples.items()}
-        import importlib
-
-        for path in files:
-            for module in _bundle_modules(path):
-                importlib.import_module(module)
-        warm = {path: statistics.median(_parse_in_child(path) for _ in range(args.runs)) for path in files}
+    medians = {path: statistics.median(t for t, _ in values) for path, values in samples.items()}
+    serialisation = {path: statistics.median(s for _, s in values) for path, values in samples.items()}
     baseline = medians[empty]
-    header = ("DAG file", "parse (ms)", "vs empty", "bundle imports (ms)", "Airflow for its shape (ms)")
-    print(f"{header[0]:<26}{header[1]:>12}{header[2]:>10}{header[3]:>22}{header[4]:>28}")
+    print(f"{'DAG file':<26}{'parse (ms)':>12}{'vs empty':>10}{'of which serialisation (ms)':>30}")
     worst = 0.0
     for path, value in medians.items():
         ratio = value / baseline
         worst = max(worst, ratio)
         name = "(empty DAG file)" if path == empty else path.name
-        own = max(0.0, value - warm[path])
-        shape = max(0.0, warm[path] - baseline)
-        print(f"{name:<26}{value * 1000:>12.1f}{ratio:>9.2f}x{own * 1000:>22.1f}{shape * 1000:>28.1f}")
+        print(f"{name:<26}{value * 1000:>12.1f}{ratio:>9.2f}x{serialisation[path] * 1000:>30.1f}")
     print(f"worst ratio {worst:.2f}x (goal <= 1.20x)")
     return 0
 

@@ -22,7 +22,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from trading_lib import layout
@@ -74,38 +73,54 @@ def _calendar():
     return xcals.get_calendar(EXCHANGE)
 
 
+def _utc(now) -> pd.Timestamp:
+    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    return now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+
+
 def default_window(
     now: pd.Timestamp | None = None, sessions: int = DEFAULT_SESSIONS
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """The last ``sessions`` complete NYSE sessions before ``now``: (first session, day after the last)."""
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
+    now = _utc(now)
     calendar = _calendar()
-    closed = calendar.closes[calendar.closes <= now.tz_convert("UTC")]
+    closed = calendar.closes[calendar.closes <= now]
     last = closed.index[-1]
     first = calendar.sessions_window(last, -sessions)[0]
     return pd.Timestamp(first), pd.Timestamp(last) + pd.Timedelta(days=1)
 
 
-def _is_transient(exc: BaseException) -> bool:
-    from yfinance.exceptions import YFRateLimitError
-
-    if isinstance(exc, YFRateLimitError):
-        return True
-    name = type(exc).__name__
-    module = type(exc).__module__
-    network = (
+# Exception class names (anywhere in the MRO, so requests', urllib3's and curl_cffi's variants all
+# match) that mean "try again later": the network failed, or the answer was not Yahoo's JSON at all
+# (an edge/gateway error page, which is what a 5xx looks like from the chart endpoint).
+TRANSIENT_ERRORS = frozenset(
+    {
         "ConnectionError",
         "Timeout",
-        "ReadTimeout",
-        "ConnectTimeout",
+        "TimeoutError",
         "ChunkedEncodingError",
-        "DNSError",
-    )
-    return module.startswith(("requests", "urllib3", "curl_cffi")) and any(n in name for n in network)
+        "JSONDecodeError",
+        "YFRateLimitError",
+    }
+)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if "CURRENTLY DOWN" in str(exc):  # yfinance's YFDataException for Yahoo's maintenance page
+        return True
+    return any(cls.__name__ in TRANSIENT_ERRORS for cls in type(exc).__mro__)
+
+
+def _forget_memoized_answers() -> None:
+    """yfinance memoizes answers for past ranges per URL in-process, failed ones (an HTML 5xx page)
+    included: without this a retry would get the same failure back without asking Yahoo again."""
+    from yfinance.data import YfData
+
+    YfData.cache_get.cache_clear()
 
 
 def _fetch(
-    symbol: str, start, end, session, max_attempts: int, backoff: float
+    symbol: str, start: str, end: str, session, max_attempts: int, backoff: float
 ) -> tuple[pd.DataFrame, TickerResult]:
     import yfinance as yf
 
@@ -118,47 +133,45 @@ def _fetch(
             )
         except Exception as exc:  # noqa: BLE001 - classified below, reported per ticker
             result.error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, ValueError | KeyError | IndexError):  # yfinance choking on an empty chart
-                result.error = f"NoData: Yahoo's answer has no usable bars ({result.error})"
             if _is_transient(exc) and attempt < max_attempts:
+                _forget_memoized_answers()
                 time.sleep(backoff * 2 ** (attempt - 1) * (1 + random.random() / 4))
                 continue
             result.status = "failed"
-            return pd.DataFrame(), result
+            return pd.DataFrame(columns=layout.BAR_COLUMNS), result
         if frame.empty:
             result.error, result.status = "NoData: Yahoo returned no bars for the range", "failed"
-            return frame, result
+            return pd.DataFrame(columns=layout.BAR_COLUMNS), result
         result.error = None
         frame = frame.rename(columns=str.lower).rename_axis("timestamp").reset_index()
         frame["timestamp"] = layout.to_exchange_time(frame["timestamp"])
         result.rows = len(frame)
-        result.first_bar, result.last_bar = (
-            frame["timestamp"].iloc[0].isoformat(),
-            frame["timestamp"].iloc[-1].isoformat(),
-        )
+        result.first_bar = frame["timestamp"].iloc[0].isoformat()
+        result.last_bar = frame["timestamp"].iloc[-1].isoformat()
         return frame[layout.BAR_COLUMNS], result
     raise AssertionError("unreachable")  # the loop returns on its last attempt
 
 
-def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
-    """VIX on the stock bar grid, without look-ahead: each stock bar [s, e) gets the last VIX bar
-    that ended at or before e (e = min(s + 1 h, session close); a VIX bar lasts one hour)."""
-    calendar = _calendar()
-    starts = pd.Series(pd.DatetimeIndex(grid).sort_values().unique())
-    sessions = starts.dt.tz_convert(layout.EXCHANGE_TZ).dt.tz_localize(None).dt.normalize()
-    closes = pd.Series(calendar.closes.reindex(pd.DatetimeIndex(sessions)).to_numpy())
+def bar_ends(starts: pd.Series) -> pd.Series:
+    """End of each 1h bar: one hour after its start, or the session close if that comes first
+    (the 15:30 bar and early closes). A bar on a day with no NYSE session lasts one hour."""
+    starts = pd.Series(layout.to_exchange_time(starts)).reset_index(drop=True)
+    days = pd.DatetimeIndex(starts.dt.tz_localize(None).dt.normalize())
+    closes = pd.Series(_calendar().closes.reindex(days).to_numpy()).dt.tz_convert(layout.EXCHANGE_TZ)
     hour_later = starts + pd.Timedelta(hours=1)
-    # a bar on a day the calendar has no session for ends one hour after it starts
-    ends = hour_later.where(
-        closes.isna() | (hour_later.dt.tz_convert("UTC") <= closes.dt.tz_convert("UTC")), closes
-    )
+    return hour_later.where(closes.isna() | (hour_later <= closes), closes).dt.as_unit(layout.TIMESTAMP_UNIT)
+
+
+def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
+    """VIX on the stock bar grid without look-ahead: each stock bar [s, e) gets the last VIX bar
+    that ENDED at or before e (as-of backward on end times; a VIX bar lasts one hour). Stock bars
+    with no earlier VIX bar get NaN."""
+    starts = pd.Series(pd.DatetimeIndex(grid).unique().sort_values())
+    stock = pd.DataFrame({"timestamp": starts, "end": bar_ends(starts)})
     vix = vix.dropna(subset=["close"]).sort_values("timestamp")
-    vix_ends = (vix["timestamp"] + pd.Timedelta(hours=1)).dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    stock_ends = ends.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy()
-    position = np.searchsorted(vix_ends, stock_ends, side="right") - 1
-    aligned = vix.iloc[np.maximum(position, 0)].reset_index(drop=True)
-    aligned.loc[position < 0, ["open", "high", "low", "close", "volume"]] = np.nan
-    aligned["timestamp"] = starts.to_numpy()
+    vix = vix.assign(end=vix["timestamp"] + pd.Timedelta(hours=1)).drop(columns="timestamp")
+    vix["end"] = vix["end"].dt.as_unit(layout.TIMESTAMP_UNIT)
+    aligned = pd.merge_asof(stock, vix, on="end", direction="backward", allow_exact_matches=True)
     return aligned[layout.BAR_COLUMNS]
 
 
@@ -178,8 +191,10 @@ def ingest_market_data(
     """Fetch ``symbols`` plus ^GSPC and ^VIX for the window [start, end) and write the input files."""
     import yfinance as yf
 
-    # yfinance logs per-ticker failures and returns empty frames by default; raise them instead so
-    # that each failure is classified (retry or not) and reported.
+    # yfinance logs per-ticker failures and returns empty frames by default. history(raise_errors=True)
+    # is deprecated in 1.7 and not enough: its time-zone probe still turns a network error into
+    # YFTzMissingError ("possibly delisted"), which would look permanent. The config switch makes
+    # every failure raise with its real type, so each one is classified (retry or not) and reported.
     yf.config.debug.hide_exceptions = False
     stocks = [s for s in validate_symbols(list(symbols)) if s not in (MARKET_INDEX, VOLATILITY_INDEX)]
     if not stocks:
@@ -197,8 +212,7 @@ def ingest_market_data(
     if sessions.empty:
         raise ValueError(f"no NYSE session between start {first_day.date()} and end {end_day.date()}")
     fetch_start = calendar.sessions_window(sessions[0], -(warmup_sessions + 1))[0]
-    now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
-    oldest = (now.tz_convert("UTC") - pd.Timedelta(days=YAHOO_INTRADAY_DAYS)).tz_localize(None)
+    oldest = (_utc(now) - pd.Timedelta(days=YAHOO_INTRADAY_DAYS)).tz_localize(None)
     if fetch_start < oldest.normalize() + pd.Timedelta(days=1):
         raise RangeNotAvailableError(
             f"start {first_day.date()} needs 1h bars from {fetch_start.date()} "
@@ -232,7 +246,7 @@ def ingest_market_data(
         report.status = "failed"
         storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
         raise IngestionError(f"no ^GSPC bar between {first_day.date()} and {end_day.date()}")
-    window = AnalysisWindow(in_window.min(), in_window.max() + pd.Timedelta(hours=1))
+    window = AnalysisWindow(in_window.min(), bar_ends(pd.Series([in_window.max()])).iloc[0])
     report.written = write_inputs(storage, InputData(holdings=holdings, vix=vix, spx=spx, window=window))
     report.status = "partial" if failed else "ok"
     storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())

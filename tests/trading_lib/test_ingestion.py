@@ -98,16 +98,28 @@ def test_delisted_ticker_is_reported_and_the_rest_written(server, tmp_path):
     assert read_inputs(Storage(str(tmp_path))).contracts == ["AAPL", "FB", "GOOG", "TSLA"]
 
 
-def test_rate_limit_is_retried_with_backoff(server, tmp_path):
-    server.scenarios["AAPL"] = ("429", 2)
+@pytest.mark.parametrize("status", ["429", "500"])
+def test_rate_limits_and_server_errors_are_retried_with_backoff(server, tmp_path, status):
+    # yfinance re-asks once after any status >= 400: 4 failing answers = 2 failed attempts
+    server.scenarios["AAPL"] = (status, 4)
     report = _ingest(server, tmp_path)
     aapl = _by_symbol(report)["AAPL"]
-    assert aapl.status == "ok" and aapl.attempts >= 2 and aapl.error is None
-    assert server.requests["AAPL"] >= 3  # two rate-limited answers, then the bars
+    assert (aapl.status, aapl.attempts, aapl.error) == ("ok", 3, None)
+    assert server.requests["AAPL"] == 5
+    assert report.status == "ok"
     assert "AAPL" in read_inputs(Storage(str(tmp_path))).contracts
 
 
-@pytest.mark.parametrize(("scenario", "error"), [("422", "730 days"), ("empty", "NoData")])
+def test_rate_limit_to_the_last_attempt_fails_the_ticker(server, tmp_path):
+    server.scenarios["AAPL"] = ("429", 100)
+    report = _ingest(server, tmp_path, max_attempts=2)
+    aapl = _by_symbol(report)["AAPL"]
+    assert (aapl.status, aapl.attempts) == ("failed", 2)
+    assert aapl.error.startswith("YFRateLimitError")
+    assert report.status == "partial"
+
+
+@pytest.mark.parametrize(("scenario", "error"), [("422", "730 days"), ("empty", "YFPricesMissingError")])
 def test_permanent_errors_are_not_retried(server, tmp_path, scenario, error):
     server.scenarios["TSLA"] = scenario
     report = _ingest(server, tmp_path)
@@ -126,20 +138,32 @@ def test_missing_market_data_fails_and_writes_no_input(server, tmp_path):
     assert storage.read_json(layout.report_key("ingestion"))["status"] == "failed"
 
 
-def test_network_outage_fails_naming_the_tickers(tmp_path):
-    with socket.socket() as s:  # a port nobody listens on: every request is refused
+def _closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening, then closed: every connection is refused
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    "session",
+    [
+        pytest.param(lambda: routed_session(_closed_port()), id="connection-refused"),
+        # .invalid never resolves (RFC 6761): a DNS failure without any packet leaving the machine
+        pytest.param(lambda: routed_session(443, host="yahoo-replay.invalid"), id="dns-failure"),
+    ],
+)
+def test_network_outage_fails_naming_the_tickers(tmp_path, session):
     start, end = (
         (NOW - pd.Timedelta(days=30)).date().isoformat(),
         (NOW - pd.Timedelta(days=20)).date().isoformat(),
     )
     with pytest.raises(IngestionError) as excinfo:
         ingest_market_data(
-            Storage(str(tmp_path)), ["AAPL"], start, end, session=routed_session(port), now=NOW,
+            Storage(str(tmp_path)), ["AAPL"], start, end, session=session(), now=NOW,
             backoff_seconds=0.01, max_attempts=3,
         )  # fmt: skip
-    assert "^GSPC" in str(excinfo.value) and "^VIX" in str(excinfo.value)
+    message = str(excinfo.value)
+    assert all(symbol in message for symbol in ("AAPL", "^GSPC", "^VIX")) and "ConnectionError" in message
     report = Storage(str(tmp_path)).read_json(layout.report_key("ingestion"))
     assert {t["attempts"] for t in report["tickers"]} == {3}  # transient: retried to the limit
 

@@ -42,7 +42,18 @@ def load_bars(symbol: str, weeks: int) -> pd.DataFrame:
 
 
 class YahooReplay:
-    """Scenarios per ticker: "404", "422", "empty", ("429", n) — n rate-limited answers first."""
+    """Per-ticker scenarios for the 1h chart requests (set ``scenarios[symbol]``):
+
+    "404"          unknown/delisted symbol (every chart request, the time-zone probe included)
+    "422"          range refused, as Yahoo refuses ranges older than 730 days
+    "empty"        a valid chart with no bars (meta only, as Yahoo answers a range without trading)
+    ("429", n)     the first n requests are rate-limited (HTTP 429), then the bars
+    ("500", n)     the first n requests get an HTML gateway error page (HTTP 500), then the bars
+    ("drop", ts)   the bars whose served timestamp is in ``ts`` are left out (gaps)
+
+    yfinance re-asks once after any status >= 400, so one failed attempt costs two requests.
+    ``requests[symbol]`` counts 1h chart requests.
+    """
 
     def __init__(self, weeks: int):
         self.weeks = weeks
@@ -60,9 +71,10 @@ class YahooReplay:
 
             def do_GET(self):
                 status, body = replay.answer(self.path)
-                payload = json.dumps(body).encode()
+                html = isinstance(body, str)
+                payload = body.encode() if html else json.dumps(body).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if html else "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
@@ -90,7 +102,7 @@ class YahooReplay:
         return frame
 
     # -- the chart endpoint ---------------------------------------------------------------------
-    def answer(self, raw_path: str) -> tuple[int, dict]:
+    def answer(self, raw_path: str) -> tuple[int, dict | str]:
         url = urlsplit(raw_path)
         parts = url.path.strip("/").split("/")
         if "chart" not in parts:
@@ -119,20 +131,20 @@ class YahooReplay:
                     },
                 }
             }
-        if (
-            intraday
-            and isinstance(scenario, tuple)
-            and scenario[0] == "429"
-            and self.requests[symbol] <= scenario[1]
-        ):
-            return 429, {"error": "Too Many Requests"}
+        if intraday and isinstance(scenario, tuple) and self.requests[symbol] <= scenario[1]:
+            if scenario[0] == "429":
+                return 429, {"error": "Too Many Requests"}
+            if scenario[0] == "500":
+                return 500, "<html><body><h1>500 Internal Server Error</h1></body></html>"
         bars = self._bars[symbol]
-        if intraday and scenario != "empty":
+        if not intraday or scenario == "empty":
+            bars = bars.iloc[0:0]
+        else:
             start = pd.Timestamp(int(query["period1"]), unit="s", tz="UTC")
             end = pd.Timestamp(int(query["period2"]), unit="s", tz="UTC")
             bars = bars[(bars["timestamp"] >= start) & (bars["timestamp"] < end)]
-        else:
-            bars = bars.iloc[0:0]
+            if isinstance(scenario, tuple) and scenario[0] == "drop":
+                bars = bars[~bars["timestamp"].isin(scenario[1])]
         return 200, {"chart": {"error": None, "result": [self._result(symbol, bars)]}}
 
     def _result(self, symbol: str, bars: pd.DataFrame) -> dict:
@@ -155,17 +167,20 @@ class YahooReplay:
                     }
                 ]
             )
+        meta = {
+            "currency": "USD",
+            "symbol": symbol,
+            "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY",
+            "exchangeTimezoneName": zone,
+            "timezone": "CST" if vix else "EST",
+            "gmtoffset": -21600 if vix else -18000,
+            "dataGranularity": "1h",
+            "tradingPeriods": periods,
+        }
+        if bars.empty:  # what Yahoo sends for a range without trading: no timestamps, no quotes
+            return {"meta": meta, "indicators": {"quote": [{}]}}
         return {
-            "meta": {
-                "currency": "USD",
-                "symbol": symbol,
-                "instrumentType": "INDEX" if symbol.startswith("^") else "EQUITY",
-                "exchangeTimezoneName": zone,
-                "timezone": "CST" if vix else "EST",
-                "gmtoffset": -21600 if vix else -18000,
-                "dataGranularity": "1h",
-                "tradingPeriods": periods,
-            },
+            "meta": meta,
             "timestamp": [int(t.timestamp()) for t in bars["timestamp"]],
             "indicators": {
                 "quote": [
@@ -182,20 +197,19 @@ class YahooReplay:
 
 
 class _Loopback(HTTPAdapter):
-    def __init__(self, port: int):
+    def __init__(self, port: int, host: str):
         super().__init__()
-        self.port = port
+        self.target = f"http://{host}:{port}"
 
     def send(self, request, **kwargs):
         url = urlsplit(request.url)
-        request.url = f"http://127.0.0.1:{self.port}/{url.netloc}{url.path}" + (
-            f"?{url.query}" if url.query else ""
-        )
+        request.url = f"{self.target}/{url.netloc}{url.path}" + (f"?{url.query}" if url.query else "")
         return super().send(request, **kwargs)
 
 
-def routed_session(port: int) -> requests.Session:
-    """A plain requests session whose https:// traffic goes to 127.0.0.1:<port> (closed port: outage)."""
+def routed_session(port: int, host: str = "127.0.0.1") -> requests.Session:
+    """A plain requests session whose https:// traffic goes to http://<host>:<port>/<original host>/...
+    (a closed port or an unresolvable host stands for a network outage)."""
     session = requests.Session()
-    session.mount("https://", _Loopback(port))
+    session.mount("https://", _Loopback(port, host))
     return session

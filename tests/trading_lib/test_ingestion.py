@@ -194,3 +194,35 @@ def test_bad_requests_are_named(tmp_path, symbols, start, end, message):
 def test_default_window_is_the_last_complete_sessions():
     start, end = default_window(pd.Timestamp("2026-11-25 15:00", tz="America/New_York"), sessions=5)
     assert (str(start.date()), str(end.date())) == ("2026-11-18", "2026-11-25")
+
+
+def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp_path):
+    # VIX is served on the hour, 30 minutes before each stock bar starts; leave some bars out
+    vix = server.expected("^VIX").reset_index(drop=True)
+    start, _ = _window(server)
+    first_of_day = vix.index[vix["timestamp"].dt.date == pd.Timestamp(start).date()][0]
+    midday = first_of_day + 10  # inside the next session
+    dropped = [first_of_day, midday, midday + 1]
+    served = vix["timestamp"] - pd.Timedelta(minutes=30)
+    server.scenarios["^VIX"] = ("drop", set(served[dropped]))
+    _ingest(server, tmp_path)
+    data = read_inputs(Storage(str(tmp_path)))
+    got = data.vix.set_index("timestamp")["close"]
+    for row in dropped:
+        ts = vix.loc[row, "timestamp"]
+        # the previous VIX bar still served is the last one that ended before this stock bar did
+        previous = max(r for r in range(row) if r not in dropped)
+        assert got[ts] == pytest.approx(vix.loc[previous, "Close"]), ts
+    kept = vix.drop(index=dropped)
+    kept = kept[kept["timestamp"].isin(got.index)]
+    assert got[kept["timestamp"]].to_numpy() == pytest.approx(kept["Close"].to_numpy())
+
+
+def test_window_runs_from_the_first_bar_to_the_end_of_the_last(server, tmp_path):
+    start, end = _window(server)
+    report = _ingest(server, tmp_path)
+    window = read_inputs(Storage(str(tmp_path))).window
+    last_day = pd.Timestamp(end) - pd.Timedelta(days=1)
+    assert window.start == pd.Timestamp(f"{start} 09:30", tz=layout.EXCHANGE_TZ)
+    assert window.end == pd.Timestamp(f"{last_day.date()} 16:00", tz=layout.EXCHANGE_TZ)  # 15:30 bar
+    assert pd.Timestamp(report.fetch_start) < pd.Timestamp(start)

@@ -131,11 +131,11 @@ class YahooReplay:
                     },
                 }
             }
-        if intraday and isinstance(scenario, tuple) and self.requests[symbol] <= scenario[1]:
+        failing = isinstance(scenario, tuple) and scenario[0] in ("429", "500")
+        if intraday and failing and self.requests[symbol] <= scenario[1]:
             if scenario[0] == "429":
                 return 429, {"error": "Too Many Requests"}
-            if scenario[0] == "500":
-                return 500, "<html><body><h1>500 Internal Server Error</h1></body></html>"
+            return 500, "<html><body><h1>500 Internal Server Error</h1></body></html>"
         bars = self._bars[symbol]
         if not intraday or scenario == "empty":
             bars = bars.iloc[0:0]

@@ -4,19 +4,13 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
-from trading_reports.app import PREFIX, app
-
-_VIEWS = (
-    ("Portfolio", ""),
-    ("Partitions", "partitions"),
-    ("Validation", "validation"),
-    ("Ingestion", "ingestion"),
-)
+from trading_reports.app import PAGES, PREFIX, app
 
 
 class TradingReportsPlugin(AirflowPlugin):
     name = "trading_reports"
     fastapi_apps = [{"app": app, "url_prefix": PREFIX, "name": "Trading reports"}]
+    # Menu entries of the Airflow UI; each page opens inside the UI at /plugin/<url_route>.
     external_views = [
         {
             "name": title,
@@ -25,5 +19,5 @@ class TradingReportsPlugin(AirflowPlugin):
             "category": "Trading reports",
             "url_route": f"trading-{path or 'portfolio'}",
         }
-        for title, path in _VIEWS
+        for path, title in PAGES
     ]

@@ -21,14 +21,28 @@ BASE_THRESHOLD = 0.002  # |excess return| that makes a signal at the reference V
 VIX_REFERENCE = 20.0  # long-run average level of the VIX
 VIX_FACTOR_BOUNDS = (0.5, 3.0)
 
+# The signal column is built by indexing this array with 0 (BUY), 1 (SELL) or 2 (HOLD).
+_SIGNAL_NAMES = pd.array(["BUY", "SELL", "HOLD"], dtype="str")
+# Market returns spreading less than this per bar count as a flat market (zero variance): a
+# return computed from float prices carries ~1e-16 of rounding, while the smallest real move of
+# ^GSPC (one 0.01 tick at ~4,000) is 2.5e-6.
+_FLAT_MARKET_SPREAD = 1e-12
+# Contracts per block of the beta computation: a block's working set stays in cache (~2x faster
+# than whole-universe matrices at 500 contracts). Columns are independent, so blocks do not
+# change any result.
+_CONTRACTS_PER_BLOCK = 64
+
 
 class PartitionNotFoundError(LookupError):
     """No bar for this (contract, timestamp) in the input; the message names both."""
 
 
 def _utc(timestamps: pd.Series) -> np.ndarray:
-    """tz-aware timestamps as a datetime64 array (UTC): fast to sort, search and compare."""
-    return timestamps.dt.tz_convert(None).to_numpy()
+    """Timestamps (naive = exchange time) as a UTC datetime64[us] array: fast to search and compare."""
+    values = timestamps.array
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = layout.to_exchange_time(timestamps).array
+    return values.asi8.view(f"M8[{values.unit}]").astype(f"M8[{layout.TIMESTAMP_UNIT}]", copy=False)
 
 
 def _returns(close: np.ndarray, first_of_series: np.ndarray) -> np.ndarray:
@@ -42,76 +56,120 @@ def _returns(close: np.ndarray, first_of_series: np.ndarray) -> np.ndarray:
     return out
 
 
-def _window_sums(x: np.ndarray, y: np.ndarray, window: int) -> tuple[np.ndarray, ...]:
-    """Trailing sums over axis 0 of (T, C) arrays, over pairs where both are finite: n, Σx, Σy, Σxy, Σx².
+def _trailing_sum(term: np.ndarray, window: int) -> np.ndarray:
+    """Sum over axis 0 of term[t-k] for k = 0 .. window-1 (rows before 0 count as nothing).
 
-    Accumulated for k = 0 .. window-1, each step over the whole matrix (a loop over window offsets,
-    never over rows): each window's sum is the same additions in the same order in any frame.
+    A loop over window offsets, each step over the whole matrix (never a loop over rows), always
+    in the order k = 0, 1, ...: a window's sum is the same additions in the same order in any
+    frame that holds it, so the result at row t does not depend on the array's start or width.
     """
-    valid = np.isfinite(x) & np.isfinite(y)
-    xv = np.where(valid, x, 0.0)
-    yv = np.where(valid, y, 0.0)
-    terms = (valid.astype(np.float64), xv, yv, xv * yv, xv * xv)
-    sums = [term.copy() for term in terms]
-    rows = len(xv)
+    total = term.copy()
+    rows = len(term)
     for k in range(1, min(window, rows)):
-        for total, term in zip(sums, terms, strict=True):
-            total[k:] += term[: rows - k]
-    return tuple(sums)
+        total[k:] += term[: rows - k]
+    return total
+
+
+def _rolling_beta(market: np.ndarray, stock: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """OLS slope of stock (T, C) on market (T,) over each trailing window, and the pair count.
+
+    Two passes: the window means, then the centred sums Σ(x-x̄)(y-ȳ) and Σ(x-x̄)², which lose no
+    precision to cancellation (Σxy - ΣxΣy/n does when the mean is large against the spread).
+    """
+    valid = np.isfinite(stock) & np.isfinite(market)[:, None]
+    weight = valid.astype(np.float64)
+    x = np.where(np.isfinite(market), market, 0.0)[:, None] * weight
+    y = np.where(valid, stock, 0.0)
+    n = _trailing_sum(weight, window)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_x = _trailing_sum(x, window) / n
+        mean_y = _trailing_sum(y, window) / n
+    # Second pass: offset k pairs row t-k's values with row t's window means; invalid pairs
+    # weigh 0 (the means are NaN only where n == 0, which the minimum count masks anyway).
+    # Preallocated buffers: a fresh 7 MB temporary per step would cost a page-faulting allocation.
+    sxy = np.zeros_like(y)
+    sxx = np.zeros_like(y)
+    dx_buffer, dy_buffer = np.empty_like(y), np.empty_like(y)
+    rows = len(y)
+    for k in range(min(window, rows)):
+        span = rows - k
+        dx, dy = dx_buffer[:span], dy_buffer[:span]
+        np.subtract(x[:span], mean_x[k:], out=dx)
+        dx *= weight[:span]
+        np.subtract(y[:span], mean_y[k:], out=dy)
+        dy *= dx
+        sxy[k:] += dy
+        dx *= dx
+        sxx[k:] += dx
+    with np.errstate(invalid="ignore", divide="ignore"):
+        beta = sxy / sxx
+    flat = ~(sxx > n * _FLAT_MARKET_SPREAD**2)  # also true where sxx is NaN (no pairs)
+    beta[(n < BETA_MIN_OBSERVATIONS) | flat] = np.nan
+    return beta, n
 
 
 def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> pd.DataFrame:
     """One result row (layout.RESULT_COLUMNS) per holdings row, sorted by contract, timestamp."""
-    holdings = holdings.sort_values(["contract", "timestamp"], kind="stable").reset_index(drop=True)
-    spx = spx.sort_values("timestamp", kind="stable").reset_index(drop=True)
-    contract = holdings["contract"].to_numpy(dtype=object)
-    timestamps = holdings["timestamp"]
+    codes, names = pd.factorize(holdings["contract"], sort=True)
+    ts = _utc(holdings["timestamp"])
     close = holdings["close"].to_numpy(dtype=np.float64)
-    first = np.ones(len(contract), dtype=bool)
-    first[1:] = contract[1:] != contract[:-1]
+    in_order = (np.diff(codes) > 0) | ((np.diff(codes) == 0) & (np.diff(ts) >= np.timedelta64(0)))
+    if not in_order.all():
+        order = np.lexsort((ts, codes))
+        codes, ts, close = codes[order], ts[order], close[order]
+    first = np.ones(len(codes), dtype=bool)
+    first[1:] = codes[1:] != codes[:-1]
     bar_return = _returns(close, first)
 
     market_ts = _utc(spx["timestamp"])
-    market_first = np.zeros(len(market_ts), dtype=bool)
-    market_first[:1] = True
-    market_series = _returns(spx["close"].to_numpy(dtype=np.float64), market_first)
+    market_close = spx["close"].to_numpy(dtype=np.float64)
+    if not (np.diff(market_ts) >= np.timedelta64(0)).all():
+        order = np.argsort(market_ts, kind="stable")
+        market_ts, market_close = market_ts[order], market_close[order]
+    market_series = _returns(market_close, np.arange(len(market_ts)) == 0)
 
-    # Stock bars on the market grid: row in the (T market bars x C contracts) matrices.
-    ts = _utc(timestamps)
-    position = np.searchsorted(market_ts, ts)
-    clipped = np.minimum(position, max(len(market_ts) - 1, 0))
-    on_grid = (position < len(market_ts)) & (market_ts[clipped] == ts) if len(market_ts) else position < 0
+    # Row of each stock bar in the (T market bars x C contracts) matrices: the last market bar at
+    # or before it, so its beta window is the last BETA_WINDOW_BARS market bars <= t.
+    row = np.searchsorted(market_ts, ts, side="right") - 1
+    has_row = row >= 0
+    on_grid = has_row & (market_ts[np.maximum(row, 0)] == ts) if len(market_ts) else has_row
     market_return = np.full(len(ts), np.nan)
-    market_return[on_grid] = market_series[position[on_grid]]
+    market_return[on_grid] = market_series[row[on_grid]]
 
-    codes, names = pd.factorize(contract)
     stock = np.full((len(market_ts), len(names)), np.nan)
-    stock[position[on_grid], codes[on_grid]] = bar_return[on_grid]
-    market = np.broadcast_to(market_series[:, None], stock.shape)
-    n, sx, sy, sxy, sxx = _window_sums(market, stock, BETA_WINDOW_BARS)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        covariance = sxy - sx * sy / n
-        variance = sxx - sx * sx / n
-        beta_matrix = covariance / variance
-    beta_matrix[(n < BETA_MIN_OBSERVATIONS) | ~(variance > 0)] = np.nan
-
+    stock[row[on_grid], codes[on_grid]] = bar_return[on_grid]
+    blocks = [
+        _rolling_beta(
+            market_series, np.ascontiguousarray(stock[:, i : i + _CONTRACTS_PER_BLOCK]), BETA_WINDOW_BARS
+        )
+        for i in range(0, len(names), _CONTRACTS_PER_BLOCK)
+    ]
+    beta_matrix = np.hstack([b for b, _ in blocks]) if blocks else stock
+    n = np.hstack([c for _, c in blocks]) if blocks else np.zeros_like(stock)
     beta = np.full(len(ts), np.nan)
     observations = np.zeros(len(ts), dtype=np.int64)
-    beta[on_grid] = beta_matrix[position[on_grid], codes[on_grid]]
-    observations[on_grid] = n[position[on_grid], codes[on_grid]].astype(np.int64)
+    beta[has_row] = beta_matrix[row[has_row], codes[has_row]]
+    observations[has_row] = n[row[has_row], codes[has_row]].astype(np.int64)
 
-    vix_close = (
-        vix.drop_duplicates("timestamp", keep="last")
-        .set_index("timestamp")["close"]
-        .reindex(pd.DatetimeIndex(timestamps))
-    ).to_numpy(dtype=np.float64)
+    vix_close = np.full(len(ts), np.nan)
+    if len(vix):
+        vix_ts = _utc(vix["timestamp"])
+        order = np.argsort(vix_ts, kind="stable")
+        vix_ts, vix_values = vix_ts[order], vix["close"].to_numpy(dtype=np.float64)[order]
+        at = np.searchsorted(vix_ts, ts, side="right") - 1  # the last VIX row stamped t wins
+        found = (at >= 0) & (vix_ts[np.maximum(at, 0)] == ts)
+        vix_close[found] = vix_values[at[found]]
+
     buy_threshold = BASE_THRESHOLD * np.clip(vix_close / VIX_REFERENCE, *VIX_FACTOR_BOUNDS)
     excess = bar_return - beta * market_return
-    signal = np.select([excess > buy_threshold, excess < -buy_threshold], ["BUY", "SELL"], "HOLD")
+    signal = np.full(len(ts), 2, dtype=np.intp)
+    signal[excess > buy_threshold] = 0
+    signal[excess < -buy_threshold] = 1
 
+    timestamps = pd.DatetimeIndex(ts).tz_localize("UTC").tz_convert(layout.EXCHANGE_TZ)
     return pd.DataFrame(
         {
-            "contract": contract,
+            "contract": pd.array(names, dtype="str").take(codes),
             "timestamp": timestamps,
             "close": close,
             "bar_return": bar_return,
@@ -122,32 +180,34 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
             "vix": vix_close,
             "buy_threshold": buy_threshold,
             "sell_threshold": -buy_threshold,
-            "signal": signal.astype(object),
+            "signal": _SIGNAL_NAMES.take(signal),
         },
         columns=layout.RESULT_COLUMNS,
+        copy=False,  # the arrays are fresh; consolidating them into one block would copy 60 MB
     )
 
 
 def analyze_partition(storage, contract: str, timestamp) -> pd.DataFrame:
-    """The result row of one (contract, timestamp), computed from the slice of input it needs."""
-    from trading_lib.inputs import normalise_bars
-
+    """The result row of one (contract, timestamp), computed from the slice of input it needs:
+    the contract's bars at or before t, ^GSPC at or before t, and VIX at t (filters pushed down
+    to parquet; only the columns the kernel uses)."""
     contract = validate_symbol(contract)
     ts = layout.parse_partition_timestamp(timestamp)
     holdings = storage.read_parquet(
-        layout.HOLDINGS_KEY, filters=[("contract", "==", contract), ("timestamp", "<=", ts)]
+        layout.HOLDINGS_KEY,
+        columns=["contract", "timestamp", "close"],
+        filters=[("contract", "==", contract), ("timestamp", "<=", ts)],
     )
-    if holdings.empty or not (layout.to_exchange_time(holdings["timestamp"]) == ts).any():
+    if not (holdings["timestamp"] == ts).any():
         raise PartitionNotFoundError(
-            f"no bar for contract {contract!r} at timestamp {ts.isoformat()} in the input"
+            f"no bar for contract {contract!r} at timestamp {ts.isoformat()} "
+            f"in {storage.url(layout.HOLDINGS_KEY)}"
         )
-    spx = storage.read_parquet(layout.SPX_KEY, filters=[("timestamp", "<=", ts)])
-    vix = storage.read_parquet(layout.VIX_KEY, filters=[("timestamp", "==", ts)])
-    frames = (
-        normalise_bars(holdings, layout.HOLDINGS_COLUMNS, layout.HOLDINGS_KEY),
-        normalise_bars(spx, layout.BAR_COLUMNS, layout.SPX_KEY),
-        normalise_bars(vix, layout.BAR_COLUMNS, layout.VIX_KEY),
+    spx = storage.read_parquet(
+        layout.SPX_KEY, columns=["timestamp", "close"], filters=[("timestamp", "<=", ts)]
     )
-    result = compute_signals(*frames)
-    row = result[result["timestamp"] == ts]
-    return row.tail(1).reset_index(drop=True)
+    vix = storage.read_parquet(
+        layout.VIX_KEY, columns=["timestamp", "close"], filters=[("timestamp", "==", ts)]
+    )
+    result = compute_signals(holdings, spx, vix)
+    return result[result["timestamp"] == ts].tail(1).reset_index(drop=True)

@@ -21,21 +21,42 @@ NOTIONAL_PER_TRADE = 10_000.0  # USD committed by each BUY or SELL
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
 
 
+class PortfolioInputError(ValueError):
+    """Results or bars the portfolio cannot be computed from; the message names the column or value."""
+
+
+def _require(frame: pd.DataFrame, columns: list[str], name: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise PortfolioInputError(f"{name}: missing column(s) {', '.join(missing)}")
+
+
+def _columns(frame: pd.DataFrame, columns: list[str], name: str) -> pd.DataFrame:
+    """``frame``'s ``columns`` (a copy), timestamps in exchange time so that every frame joins."""
+    _require(frame, columns, name)
+    out = frame[columns].copy()
+    out["timestamp"] = layout.to_exchange_time(out["timestamp"])
+    return out
+
+
 def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFrame:
     """``results`` plus position, next_return, is_trade, is_closed, is_good and pnl (USD)."""
-    bars = holdings[["contract", "timestamp", "close"]].sort_values(["contract", "timestamp"], kind="stable")
+    out = results.copy()
+    out["timestamp"] = _columns(results, ["contract", "timestamp", "signal"], "results")["timestamp"]
+    position = out["signal"].map(POSITIONS)
+    if position.isna().any():
+        bad = sorted(map(str, out.loc[position.isna(), "signal"].unique()))
+        raise PortfolioInputError(
+            f"results: column signal holds {', '.join(bad)}; expected BUY, SELL or HOLD"
+        )
+    bars = _columns(holdings, ["contract", "timestamp", "close"], "holdings")
+    bars = bars.sort_values(["contract", "timestamp"], kind="stable")
     bars = bars.drop_duplicates(["contract", "timestamp"], keep="last")
+    # The contract's next bar in the input, whether or not that bar has a partition result.
     same_contract = bars["contract"].shift(-1) == bars["contract"]
-    next_return = (bars["close"].shift(-1) / bars["close"] - 1.0).where(same_contract)
-    lookup = pd.DataFrame(
-        {
-            "contract": bars["contract"].to_numpy(),
-            "timestamp": bars["timestamp"].to_numpy(),
-            "next_return": next_return,
-        }
-    )
-    out = results.merge(lookup, on=["contract", "timestamp"], how="left", validate="many_to_one")
-    out["position"] = out["signal"].map(POSITIONS).fillna(0).astype(np.int64)
+    bars["next_return"] = (bars["close"].shift(-1) / bars["close"] - 1.0).where(same_contract)
+    out = out.merge(bars[["contract", "timestamp", "next_return"]], on=["contract", "timestamp"], how="left")
+    out["position"] = position.to_numpy(dtype=np.int64)
     out["is_trade"] = out["position"] != 0
     out["is_closed"] = out["is_trade"] & out["next_return"].notna()
     out["is_good"] = out["is_closed"] & (np.sign(out["next_return"]) == out["position"])
@@ -51,6 +72,7 @@ class PortfolioReport:
     missing_partitions: pd.DataFrame
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-safe: timestamps as ISO 8601 strings, NaN as None, numpy scalars as Python ones."""
         return {
             "summary": _json_safe(self.summary),
             "contracts": _records(self.contracts),
@@ -63,10 +85,13 @@ def build_portfolio_report(
     results: pd.DataFrame, holdings: pd.DataFrame, expected: pd.DataFrame | None = None
 ) -> PortfolioReport:
     """The portfolio report of ``results``; ``expected`` partitions absent from results are listed."""
+    _require(results, ["beta"], "results")
     trades = evaluate_trades(results, holdings)
     missing = _missing(results, expected)
 
     trades["is_buy"], trades["is_sell"] = trades["position"] == 1, trades["position"] == -1
+    beta = pd.to_numeric(trades["beta"]).astype(np.float64)
+    trades["finite_beta"] = beta.where(np.isfinite(beta))
     per_contract = trades.groupby("contract", sort=True)
     contracts = pd.DataFrame(
         {
@@ -75,7 +100,7 @@ def build_portfolio_report(
             "closed_trades": per_contract["is_closed"].sum(),
             "good_trades": per_contract["is_good"].sum(),
             "total_pnl": per_contract["pnl"].sum(),
-            "average_beta": per_contract["beta"].mean(),
+            "average_beta": per_contract["finite_beta"].mean(),
             "buys": per_contract["is_buy"].sum(),
             "sells": per_contract["is_sell"].sum(),
         }
@@ -86,22 +111,20 @@ def build_portfolio_report(
         (contracts["good_trades"] / contracts["closed_trades"]).where(contracts["closed_trades"] > 0),
     )
 
-    trades["weighted"] = (trades["position"] * trades["next_return"]).where(trades["next_return"].notna())
+    # Equal weight over the contracts analysed at t (HOLD = 0); a contract without a next bar has
+    # no known outcome and drops out of the mean, a bar where none has one drops out entirely.
+    trades["weighted"] = trades["position"] * trades["next_return"]
     per_bar = trades.groupby("timestamp", sort=True)
     timeseries = pd.DataFrame(
         {
             "partitions": per_bar.size(),
             "trades": per_bar["is_trade"].sum(),
             "pnl": per_bar["pnl"].sum(),
-            # equal weight over the contracts analysed at t; bars with no known next return drop out
             "portfolio_return": per_bar["weighted"].mean(),
         }
     ).reset_index()
     timeseries.insert(4, "cumulative_pnl", timeseries["pnl"].cumsum())
 
-    returns = timeseries["portfolio_return"].dropna()
-    std = returns.std(ddof=1) if len(returns) > 1 else float("nan")
-    sharpe = returns.mean() / std * math.sqrt(BARS_PER_YEAR) if std and std > 0 else float("nan")
     closed = int(trades["is_closed"].sum())
     signals = trades["signal"].value_counts()
     summary = {
@@ -112,10 +135,10 @@ def build_portfolio_report(
         "trades": int(trades["is_trade"].sum()),
         "closed_trades": closed,
         "good_trades": int(trades["is_good"].sum()),
-        "win_rate": trades["is_good"].sum() / closed if closed else None,
+        "win_rate": int(trades["is_good"].sum()) / closed if closed else None,
         "total_pnl": float(trades["pnl"].sum()),
-        "sharpe_ratio": sharpe,
-        "average_beta": trades["beta"].mean(),
+        "sharpe_ratio": sharpe_ratio(timeseries["portfolio_return"].dropna()),
+        "average_beta": float(trades["finite_beta"].mean()),
         "bars_per_year": BARS_PER_YEAR,
         "notional_per_trade": NOTIONAL_PER_TRADE,
         "first_timestamp": trades["timestamp"].min() if len(trades) else None,
@@ -125,17 +148,29 @@ def build_portfolio_report(
     return PortfolioReport(summary, contracts, timeseries, missing)
 
 
+def sharpe_ratio(returns: pd.Series) -> float:
+    """Annualised Sharpe ratio of per-bar returns, risk-free rate 0 (NaN without a spread)."""
+    if len(returns) < 2:
+        return float("nan")
+    std = float(returns.std(ddof=1))
+    return float(returns.mean()) / std * math.sqrt(BARS_PER_YEAR) if std > 0 else float("nan")
+
+
 def _missing(results: pd.DataFrame, expected: pd.DataFrame | None) -> pd.DataFrame:
+    """The ``expected`` (contract, timestamp) pairs without a row in ``results``."""
     if expected is None or expected.empty:
-        return pd.DataFrame(columns=["contract", "timestamp"])
-    present = results[["contract", "timestamp"]].assign(_present=True)
-    joined = expected[["contract", "timestamp"]].merge(present, on=["contract", "timestamp"], how="left")
-    return joined.loc[joined["_present"].isna(), ["contract", "timestamp"]].reset_index(drop=True)
+        return pd.DataFrame({"contract": pd.Series(dtype=object), "timestamp": pd.Series(dtype=object)})
+    wanted = _columns(expected, ["contract", "timestamp"], "expected")
+    present = _columns(results, ["contract", "timestamp"], "results").drop_duplicates()
+    joined = wanted.merge(present.assign(present=True), on=["contract", "timestamp"], how="left")
+    return joined.loc[joined["present"].isna(), ["contract", "timestamp"]].reset_index(drop=True)
 
 
 def _json_safe(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _json_safe(v) for k, v in value.items()}
+    if value is None or value is pd.NaT:
+        return None
     if isinstance(value, pd.Timestamp):
         return value.isoformat()
     if isinstance(value, np.generic):

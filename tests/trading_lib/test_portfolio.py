@@ -1,94 +1,184 @@
+import json
+import math
+import statistics
+
 import empyrical
 import numpy as np
 import pandas as pd
 import pytest
+from _frames import one_factor, real
 
-from trading_lib.portfolio import BARS_PER_YEAR, NOTIONAL_PER_TRADE, build_portfolio_report, evaluate_trades
+from trading_lib.analytics import compute_signals
+from trading_lib.portfolio import (
+    BARS_PER_YEAR,
+    NOTIONAL_PER_TRADE,
+    PortfolioInputError,
+    build_portfolio_report,
+    evaluate_trades,
+)
 
-TS = pd.date_range("2024-01-02 09:30", periods=4, freq="h", tz="America/New_York")
+T = pd.date_range("2024-01-02 09:30", periods=4, freq="h", tz="America/New_York", unit="us")
 
 
-def _holdings():
-    # AAPL: 100 -> 110 -> 99 -> 99 ; MSFT: 50 -> 50 -> 55 -> 44
+def _holdings() -> pd.DataFrame:
+    # AAPL 100 -> 110 -> 99 -> 99: next returns +10 %, -10 %, 0, none
+    # MSFT  50 ->  50 -> 55 -> 44: next returns 0, +10 %, -20 %, none
     return pd.DataFrame(
         {
             "contract": ["AAPL"] * 4 + ["MSFT"] * 4,
-            "timestamp": list(TS) * 2,
+            "timestamp": list(T) * 2,
             "close": [100.0, 110.0, 99.0, 99.0, 50.0, 50.0, 55.0, 44.0],
         }
     )
 
 
-def _results(signals_aapl, signals_msft, betas=(1.0, 2.0)):
+def _results() -> pd.DataFrame:
+    # MSFT's partition at T[1] is missing; the last bar's trades stay open.
     return pd.DataFrame(
         {
-            "contract": ["AAPL"] * 3 + ["MSFT"] * 3,
-            "timestamp": list(TS[:3]) * 2,
-            "signal": list(signals_aapl) + list(signals_msft),
-            "beta": [betas[0]] * 3 + [betas[1]] * 3,
+            "contract": ["AAPL"] * 4 + ["MSFT"] * 3,
+            "timestamp": [T[0], T[1], T[2], T[3], T[0], T[2], T[3]],
+            "signal": ["BUY", "SELL", "HOLD", "BUY", "BUY", "SELL", "SELL"],
+            "beta": [1.0, 1.2, np.nan, 0.8, 2.0, 3.0, np.inf],
         }
     )
 
 
-def test_trade_quality_uses_the_next_bar():
-    trades = evaluate_trades(_results(["BUY", "SELL", "HOLD"], ["BUY", "SELL", "SELL"]), _holdings())
-    # AAPL next returns: +10 %, -10 %, 0 %; MSFT: 0 %, +10 %, -20 %
-    assert trades["next_return"].round(12).tolist() == [0.1, -0.1, 0.0, 0.0, 0.1, -0.2]
-    assert trades["is_good"].tolist() == [True, True, False, False, False, True]
-    assert trades["pnl"].round(6).tolist() == [1000.0, 1000.0, 0.0, 0.0, -1000.0, 2000.0]
+def _expected() -> pd.DataFrame:
+    return _holdings()[["contract", "timestamp"]]
 
 
-def test_summary_numbers_computed_independently():
-    report = build_portfolio_report(_results(["BUY", "SELL", "HOLD"], ["BUY", "SELL", "SELL"]), _holdings())
+def test_trades_are_judged_on_the_next_bar_of_the_input():
+    trades = evaluate_trades(_results(), _holdings())
+    # MSFT at T[0] gets its next return from the input bar T[1], whose partition is missing
+    assert trades["next_return"].tolist() == pytest.approx(
+        [0.1, -0.1, 0.0, np.nan, 0.0, -0.2, np.nan], nan_ok=True
+    )
+    assert trades["position"].tolist() == [1, -1, 0, 1, 1, -1, -1]
+    assert trades["is_trade"].tolist() == [True, True, False, True, True, True, True]
+    assert trades["is_closed"].tolist() == [True, True, False, False, True, True, False]
+    assert trades["is_good"].tolist() == [True, True, False, False, False, True, False]  # flat is not good
+    expected_pnl = [0.1 * 10_000, 0.1 * 10_000, 0.0, 0.0, 0.0, 0.2 * 10_000, 0.0]
+    assert trades["pnl"].tolist() == pytest.approx(expected_pnl)
+    assert NOTIONAL_PER_TRADE == 10_000.0
+
+
+def test_report_numbers_on_a_hand_checked_example():
+    report = build_portfolio_report(_results(), _holdings(), _expected())
     s = report.summary
-    assert s["trades"] == 5 and s["closed_trades"] == 5 and s["good_trades"] == 3
-    assert s["win_rate"] == pytest.approx(3 / 5)
-    assert s["total_pnl"] == pytest.approx(3000.0)
-    assert s["average_beta"] == pytest.approx(1.5)
-    # portfolio return per bar = mean over contracts of position * next return
-    expected = np.array([(0.1 + 0.0) / 2, (0.1 - 0.1) / 2, (0.0 + 0.2) / 2])
-    assert report.timeseries["portfolio_return"].to_numpy() == pytest.approx(expected)
-    sharpe = expected.mean() / expected.std(ddof=1) * np.sqrt(BARS_PER_YEAR)
-    assert s["sharpe_ratio"] == pytest.approx(sharpe)
+    assert set(s) == {
+        "contracts", "partitions", "expected_partitions", "missing_partitions", "trades", "closed_trades",
+        "good_trades", "win_rate", "total_pnl", "sharpe_ratio", "average_beta", "bars_per_year",
+        "notional_per_trade", "first_timestamp", "last_timestamp", "signals",
+    }  # fmt: skip
+    assert (s["contracts"], s["partitions"], s["expected_partitions"], s["missing_partitions"]) == (
+        2,
+        7,
+        8,
+        1,
+    )
+    assert (s["trades"], s["closed_trades"], s["good_trades"]) == (6, 4, 3)
+    assert s["win_rate"] == 0.75
+    assert s["total_pnl"] == pytest.approx(4000.0)
+    assert s["average_beta"] == pytest.approx((1.0 + 1.2 + 0.8 + 2.0 + 3.0) / 5)  # finite betas only
+    assert s["signals"] == {"BUY": 3, "SELL": 3, "HOLD": 1}
+    assert (s["first_timestamp"], s["last_timestamp"]) == (T[0], T[3])
+    assert (s["bars_per_year"], s["notional_per_trade"]) == (1764, 10_000.0)
+
+    # portfolio return per bar: mean over the contracts analysed at t of position x next return
+    returns = [(0.1 + 0.0) / 2, 0.1, (0.0 + 0.2) / 2]  # T[3] has no next bar: left out
+    ts = report.timeseries
+    assert list(ts.columns) == [
+        "timestamp",
+        "partitions",
+        "trades",
+        "pnl",
+        "cumulative_pnl",
+        "portfolio_return",
+    ]
+    assert ts["timestamp"].tolist() == list(T)
+    assert ts["partitions"].tolist() == [2, 1, 2, 2]
+    assert ts["trades"].tolist() == [2, 1, 1, 2]
+    assert ts["pnl"].tolist() == pytest.approx([1000.0, 1000.0, 2000.0, 0.0])
+    assert ts["cumulative_pnl"].tolist() == pytest.approx([1000.0, 2000.0, 4000.0, 4000.0])
+    assert ts["portfolio_return"].tolist() == pytest.approx([*returns, np.nan], nan_ok=True)
+    sharpe = statistics.mean(returns) / statistics.stdev(returns) * math.sqrt(252 * 7)
+    assert s["sharpe_ratio"] == pytest.approx(sharpe, rel=1e-12)
     assert s["sharpe_ratio"] == pytest.approx(
-        empyrical.sharpe_ratio(pd.Series(expected), annualization=BARS_PER_YEAR)
-    )
-    assert report.timeseries["cumulative_pnl"].round(6).tolist() == [1000.0, 1000.0, 3000.0]
-    aapl = report.contracts.set_index("contract").loc["AAPL"]
-    assert (aapl["trades"], aapl["good_trades"], aapl["buys"], aapl["sells"]) == (2, 2, 1, 1)
-    assert aapl["total_pnl"] == pytest.approx(2 * NOTIONAL_PER_TRADE * 0.1)
-
-
-def test_sharpe_matches_empyrical_on_generated_data():
-    from trading_lib.analytics import compute_signals
-    from trading_lib.sample_data import generate_sample_data
-
-    data = generate_sample_data(num_contracts=6, window_bars=60)
-    results = compute_signals(data.holdings, data.spx, data.vix)
-    results = results[data.window.contains(results["timestamp"])]
-    report = build_portfolio_report(results, data.holdings)
-    returns = report.timeseries["portfolio_return"].dropna()
-    assert report.summary["sharpe_ratio"] == pytest.approx(
-        empyrical.sharpe_ratio(returns, annualization=BARS_PER_YEAR)
+        empyrical.sharpe_ratio(pd.Series(returns), annualization=BARS_PER_YEAR), rel=1e-12
     )
 
+    contracts = report.contracts.set_index("contract")
+    assert list(report.contracts.columns) == [
+        "contract", "partitions", "trades", "closed_trades", "good_trades", "win_rate", "total_pnl",
+        "average_beta", "buys", "sells",
+    ]  # fmt: skip
+    numbers = ["partitions", "trades", "closed_trades", "good_trades", "buys", "sells"]
+    assert contracts.loc["AAPL", numbers].tolist() == [4, 3, 2, 2, 2, 1]
+    assert contracts.loc["MSFT", numbers].tolist() == [3, 3, 2, 1, 1, 2]
+    assert contracts["win_rate"].tolist() == [1.0, 0.5]
+    assert contracts["total_pnl"].tolist() == pytest.approx([2000.0, 2000.0])
+    assert contracts["average_beta"].tolist() == pytest.approx([1.0, 2.5])
 
-def test_open_trades_and_missing_partitions_are_reported():
-    results = _results(["BUY", "SELL", "HOLD"], ["BUY", "SELL", "SELL"]).iloc[
-        :-1
-    ]  # MSFT's last one is missing
-    expected = _results(["HOLD"] * 3, ["HOLD"] * 3)[["contract", "timestamp"]]
-    report = build_portfolio_report(results, _holdings().iloc[:-1], expected)
-    assert report.summary["missing_partitions"] == 1
-    assert report.summary["expected_partitions"] == 6
-    assert report.missing_partitions.to_dict(orient="records") == [{"contract": "MSFT", "timestamp": TS[2]}]
+
+def test_missing_partitions_are_listed_and_counted():
+    report = build_portfolio_report(_results(), _holdings(), _expected())
+    assert report.missing_partitions.to_dict(orient="records") == [{"contract": "MSFT", "timestamp": T[1]}]
     payload = report.to_dict()
-    assert payload["missing_partitions"] == [{"contract": "MSFT", "timestamp": TS[2].isoformat()}]
+    assert payload["missing_partitions"] == [{"contract": "MSFT", "timestamp": T[1].isoformat()}]
+    assert payload["summary"]["missing_partitions"] == 1
+    # expected given as ISO strings (as a manifest holds them) matches the same partitions
+    as_text = _expected().assign(timestamp=[t.isoformat() for t in _expected()["timestamp"]])
+    assert build_portfolio_report(_results(), _holdings(), as_text).summary["missing_partitions"] == 1
+    complete = build_portfolio_report(_results(), _holdings())
+    assert complete.summary["missing_partitions"] == 0 and complete.summary["expected_partitions"] == 7
 
 
 def test_to_dict_is_strict_json():
-    import json
+    report = build_portfolio_report(_results(), _holdings(), _expected())
+    payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert set(payload) == {"summary", "contracts", "timeseries", "missing_partitions"}
+    assert payload["summary"]["first_timestamp"] == "2024-01-02T09:30:00-05:00"
+    assert payload["timeseries"][-1]["portfolio_return"] is None
+    assert payload["contracts"][0]["contract"] == "AAPL" and payload["contracts"][0]["buys"] == 2
+    holds = _results().assign(signal="HOLD")
+    quiet = json.loads(json.dumps(build_portfolio_report(holds, _holdings()).to_dict(), allow_nan=False))
+    assert quiet["summary"]["win_rate"] is None and quiet["summary"]["sharpe_ratio"] is None
 
-    report = build_portfolio_report(_results(["HOLD"] * 3, ["HOLD"] * 3), _holdings())
-    text = json.dumps(report.to_dict(), allow_nan=False)
-    assert '"win_rate": null' in text and '"sharpe_ratio": null' in text
+
+@pytest.mark.parametrize("source", ["one_factor", "real"])
+def test_sharpe_matches_empyrical_on_kernel_results(source):
+    data = (
+        one_factor(contracts=("AAA", "BBB", "CCC", "DDD"), sessions=40, seed=11)[0]
+        if source == "one_factor"
+        else real()
+    )
+    results = compute_signals(data.holdings, data.spx, data.vix)
+    report = build_portfolio_report(results, data.holdings)
+    returns = report.timeseries["portfolio_return"].dropna()
+    assert len(returns) == results["timestamp"].nunique() - 1  # only the last bar has no next return
+    assert report.summary["trades"] > 0
+    assert report.summary["sharpe_ratio"] == pytest.approx(
+        empyrical.sharpe_ratio(returns, annualization=BARS_PER_YEAR), rel=1e-12
+    )
+    finite = results["beta"][np.isfinite(results["beta"])]
+    assert report.summary["average_beta"] == pytest.approx(finite.mean())
+
+
+def test_empty_results_give_an_empty_report():
+    empty = pd.DataFrame(columns=["contract", "timestamp", "signal", "beta"])
+    report = build_portfolio_report(empty, _holdings(), _expected())
+    assert report.summary["partitions"] == 0 and report.summary["missing_partitions"] == 8
+    assert report.summary["first_timestamp"] is None
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_bad_input_names_the_column_or_value():
+    with pytest.raises(PortfolioInputError, match="results: missing column.*signal"):
+        evaluate_trades(_results().drop(columns="signal"), _holdings())
+    with pytest.raises(PortfolioInputError, match="holdings: missing column.*close"):
+        evaluate_trades(_results(), _holdings().drop(columns="close"))
+    with pytest.raises(PortfolioInputError, match="results: missing column.*beta"):
+        build_portfolio_report(_results().drop(columns="beta"), _holdings())
+    with pytest.raises(PortfolioInputError, match="signal holds STRONG_BUY"):
+        evaluate_trades(_results().assign(signal="STRONG_BUY"), _holdings())

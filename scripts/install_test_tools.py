@@ -1,7 +1,8 @@
 """Install the system tools the tests need (run by `make test` before pytest).
 
-Browser tests drive Debian's Chromium headless. On a fresh machine where we are root, install it
-with apt; elsewhere (not root, no apt) say so: those tests then skip with that reason.
+Browser tests drive Debian's Chromium headless through playwright (over CDP: only `chromium` is
+needed; `chromium-driver` comes along for WebDriver tools). On a fresh machine where we are root,
+install them with apt; elsewhere (not root, no apt) say so: those tests then skip with that reason.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main() -> int:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (
         ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
     ):
         result = subprocess.run(command, env=env, check=False, timeout=900)
         if result.returncode != 0:

@@ -290,7 +290,7 @@ def validation(request: Request) -> HTMLResponse:
                 ("check", "Check", "s"),
                 ("severity", "Worst", "s"),
                 ("issues", "Issues", "{:,}"),
-                ("description", "Rule", "s"),
+                ("description", "Rule", "w"),
             ],
             table_id="checks",
         )
@@ -302,7 +302,7 @@ def validation(request: Request) -> HTMLResponse:
                 ("severity", "Severity", "s"),
                 ("contract", "Contract", "s"),
                 ("timestamp", "Bar", "s"),
-                ("detail", "Detail", "s"),
+                ("detail", "Detail", "w"),
             ],
             table_id="issues",
         )
@@ -331,7 +331,7 @@ def ingestion(request: Request) -> HTMLResponse:
                 ("first_bar", "First bar", "s"),
                 ("last_bar", "Last bar", "s"),
                 ("attempts", "Attempts", "{:,}"),
-                ("error", "Failure", "s"),
+                ("error", "Failure", "w"),
             ],
             table_id="tickers",
         )

@@ -37,7 +37,8 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#1f2328}
 nav a{margin-right:16px;color:#0969da} nav a.on{font-weight:700;text-decoration:none;color:#1f2328}
 table{border-collapse:collapse;margin:12px 0}
 td,th{border:1px solid #d0d7de;padding:4px 10px;text-align:right}
-th{background:#f6f8fa} td.l,th.l{text-align:left} .muted{color:#57606a}
+th{background:#f6f8fa} td{white-space:nowrap} td.w{white-space:normal}
+td.l,th.l{text-align:left} .muted{color:#57606a}
 .cards{display:flex;gap:16px;flex-wrap:wrap}
 .card{border:1px solid #d0d7de;border-radius:8px;padding:12px 16px;width:260px}
 .card .v{font-size:28px;font-weight:700} .card .d{font-size:12px;color:#57606a}
@@ -45,7 +46,7 @@ th{background:#f6f8fa} td.l,th.l{text-align:left} .muted{color:#57606a}
 .grid td,.grid th{padding:0;border:1px solid #fff}
 .grid th.day{font-size:11px;font-weight:400;text-align:left}
 .grid th.l{padding:0 8px} .grid a,.grid span{display:block;height:20px;box-sizing:border-box}
-.grid .missing{background:repeating-linear-gradient(45deg,#fff 0 3px,#d0d7de 3px 5px)}
+.missing{background:repeating-linear-gradient(45deg,#fff 0 3px,#d0d7de 3px 5px)}
 """
 
 
@@ -102,8 +103,8 @@ def link(href: str | None, text: str) -> str:
 def table(
     rows: list[dict[str, Any]], columns: list[tuple[str, str, str]], table_id: str = "", limit: int = 2000
 ) -> str:
-    """Columns are (key, title, format); format "s" is text, "html" is markup built by the caller,
-    anything else a number format."""
+    """Columns are (key, title, format); format "s" is text, "w" text that may wrap, "html" markup
+    built by the caller, anything else a number format."""
     ident = f' id="{table_id}"' if table_id else ""
     head = "".join(f'<th class="{"" if _numeric(f) else "l"}">{html.escape(t)}</th>' for _, t, f in columns)
     body = []
@@ -113,18 +114,20 @@ def table(
             value = row.get(key)
             if fmt == "html":
                 text = value or ""
-            elif fmt == "s":
+            elif fmt in ("s", "w"):
                 text = html.escape("" if value is None else str(value))
             else:
                 text = number(value, fmt)
-            cells.append(f'<td class="{"" if _numeric(fmt) else "l"}">{text}</td>')
+            cells.append(
+                f'<td class="{"" if _numeric(fmt) else "l"}{" w" if fmt == "w" else ""}">{text}</td>'
+            )
         body.append(f"<tr>{''.join(cells)}</tr>")
     more = f'<p class="muted">{len(rows) - limit:,} more rows not shown.</p>' if len(rows) > limit else ""
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}"
 
 
 def _numeric(fmt: str) -> bool:
-    return fmt not in ("s", "html")
+    return fmt not in ("s", "w", "html")
 
 
 def partition_grid(

@@ -1,12 +1,11 @@
 """The Trading reports pages in a real headless Chromium, served by a real local Airflow that just
-ran the pipeline (scripts/local_airflow.py, the stack of `make demo`). Screenshots go to
-test-output/ (gitignored)."""
+ran the pipeline (scripts/local_airflow.py, the stack of `make demo`, on its own port and home).
+Screenshots go to test-output/ (gitignored)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -19,7 +18,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "scripts"))
 
 from demo import run_pipeline  # noqa: E402
-from local_airflow import LocalAirflow, free_port  # noqa: E402
+from local_airflow import USERNAME, LocalAirflow, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = PROJECT / "test-output"
@@ -32,6 +31,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+CONTRACTS = 3
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,11 +45,11 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
     data_root = tmp_path_factory.mktemp("browser-data")
-    pipeline.generate_inputs(Storage(str(data_root)), num_contracts=3)
+    pipeline.generate_inputs(Storage(str(data_root)), num_contracts=CONTRACTS)
     airflow = LocalAirflow(tmp_path_factory.mktemp("browser-airflow"), free_port(), str(data_root))
     airflow.start(timeout=180)
     try:
-        outcome = run_pipeline(airflow, {"num_contracts": 3}, show_progress=False)
+        outcome = run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False)
         assert outcome["aggregation"]["state"] == "success"
         yield airflow, data_root
     finally:
@@ -66,52 +66,98 @@ def browser():
         instance.close()
 
 
-def _page(browser, airflow, signed_in: bool):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    if signed_in:
-        token = airflow.client().token()
-        context.add_cookies([{"name": "_token", "value": token, "url": airflow.base_url}])
-    return context.new_page()
-
-
-def test_signed_out_browser_is_sent_to_login(served, browser):
+@pytest.fixture(scope="module")
+def signed_in(served, browser):
+    """A browser that signed in through Airflow's real login page, sent there by the reports."""
     airflow, _ = served
-    page = _page(browser, airflow, signed_in=False)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
     page.goto(f"{airflow.base_url}/trading-reports/")
-    assert "login" in page.url
-    assert "Total P&L" not in page.content()
-
-
-def test_pages_show_the_last_run(served, browser):
-    airflow, data_root = served
+    assert "/auth/login" in page.url and "Total P&L" not in page.content()
     SCREENSHOTS.mkdir(exist_ok=True)
-    summary = json.loads((data_root / layout.report_key("portfolio")).read_text())["summary"]
-    page = _page(browser, airflow, signed_in=True)
+    page.locator("input[name=username]").fill(USERNAME)
+    page.locator("input[name=password]").fill(airflow.password)
+    page.screenshot(path=str(SCREENSHOTS / "airflow-login.png"))
+    page.locator("button[type=submit]").click()
+    page.wait_for_url(f"{airflow.base_url}/trading-reports/", timeout=30_000)
+    yield page
+    context.close()
 
+
+def _report(data_root: Path, name: str) -> dict:
+    return json.loads((data_root / layout.report_key(name)).read_text())
+
+
+def test_signed_out_browser_never_sees_a_report(served, browser):
+    airflow, _ = served
+    context = browser.new_context()
+    page = context.new_page()
+    for path in ("", "partitions", "run", "validation", "ingestion"):
+        response = page.goto(f"{airflow.base_url}/trading-reports/{path}")
+        assert "/auth/login" in page.url, path
+        assert response.ok and "Trading reports" not in page.title()
+    context.close()
+
+
+def test_portfolio_page_shows_the_numbers_of_the_last_run(served, signed_in):
+    airflow, data_root = served
+    page, report = signed_in, _report(data_root, "portfolio")
+    summary = report["summary"]
     page.goto(f"{airflow.base_url}/trading-reports/")
     assert page.inner_text("#total_pnl .v") == f"{summary['total_pnl']:,.2f}"
     assert page.inner_text("#win_rate .v") == f"{summary['win_rate']:.1%}"
     assert page.inner_text("#sharpe_ratio .v") == f"{summary['sharpe_ratio']:,.2f}"
     assert page.inner_text("#average_beta .v") == f"{summary['average_beta']:.3f}"
-    assert page.locator("#pnl-chart polyline").count() == 1
+    assert page.locator("#contracts tbody tr").count() == CONTRACTS
+    assert page.locator("#pnl-chart rect.bar").count() == len(report["timeseries"])
+    box = page.locator("#pnl-chart").bounding_box()
+    assert box["width"] > 800 and box["height"] > 250  # drawn, not an empty element
     page.screenshot(path=str(SCREENSHOTS / "trading-reports-portfolio.png"), full_page=True)
 
+
+def test_grid_cell_opens_its_mapped_task_instance(served, signed_in):
+    airflow, data_root = served
+    page, report = signed_in, _report(data_root, "portfolio")
     page.goto(f"{airflow.base_url}/trading-reports/partitions")
     cells = page.locator("table.grid a")
-    assert cells.count() == 72
-    assert set(page.eval_on_selector_all("table.grid a", "els => els.map(e => e.dataset.state)")) == {
-        "success"
-    }
-    href = cells.first.get_attribute("href")
-    assert re.fullmatch(r"/dags/analyze_symbol/runs/[^/]+/tasks/analyze_time_partition/mapped/\d+", href)
+    assert cells.count() == len(report["partitions"]) == report["summary"]["expected_partitions"]
+    states = page.eval_on_selector_all("table.grid a", "els => els.map(e => e.dataset.state)")
+    assert set(states) == {"success"}
     page.screenshot(path=str(SCREENSHOTS / "trading-reports-partitions.png"), full_page=True)
 
+    cell = cells.nth(5)  # the sixth bar of the first contract
+    contract, timestamp = cell.get_attribute("data-contract"), cell.get_attribute("data-timestamp")
+    cell.click()
+    page.wait_for_url("**/tasks/analyze_time_partition/mapped/*")
+    # the Airflow UI names the instance by its rendered map index: the partition clicked
+    page.get_by_text(f"{contract} {timestamp}").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "airflow-mapped-instance.png"))
+
+
+def test_run_validation_and_ingestion_pages(served, signed_in):
+    airflow, data_root = served
+    page = signed_in
+    last_run = _report(data_root, "pipeline/last_run")
+    page.goto(f"{airflow.base_url}/trading-reports/run")
+    assert last_run["orchestrator_run_id"] in page.inner_text("#run-facts")
+    assert page.locator("#symbols tbody tr").count() == CONTRACTS
+    assert page.locator("#symbols .badge").all_inner_texts() == ["success"] * CONTRACTS
+    page.screenshot(path=str(SCREENSHOTS / "trading-reports-run.png"), full_page=True)
+
+    validation = _report(data_root, "validation")
     page.goto(f"{airflow.base_url}/trading-reports/validation")
-    assert page.inner_text("#status") == "PASS"
+    assert page.inner_text("#status") == validation["status"]
+    assert page.locator("#issues tbody tr").count() == len(validation["issues"])
     page.screenshot(path=str(SCREENSHOTS / "trading-reports-validation.png"), full_page=True)
 
-    # one click from a grid cell to the mapped task instance in the Airflow UI
-    page.goto(f"{airflow.base_url}{href}")
-    page.wait_for_load_state("networkidle")
-    assert "/mapped/" in page.url
-    page.screenshot(path=str(SCREENSHOTS / "airflow-mapped-instance.png"))
+    page.goto(f"{airflow.base_url}/trading-reports/ingestion")  # this run read generated input
+    assert "No ingestion report yet" in page.inner_text("#missing-report")
+
+
+def test_reports_menu_in_the_airflow_ui(served, signed_in):
+    airflow, _ = served
+    page = signed_in
+    page.goto(f"{airflow.base_url}/plugin/trading-portfolio")
+    frame = page.frame_locator("iframe").first
+    frame.locator("#total_pnl").wait_for(timeout=30_000)
+    page.screenshot(path=str(SCREENSHOTS / "airflow-ui-trading-reports.png"))

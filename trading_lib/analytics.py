@@ -86,7 +86,7 @@ def _rolling_beta(market: np.ndarray, stock: np.ndarray, window: int) -> tuple[n
         mean_y = _trailing_sum(y, window) / n
     # Second pass: offset k pairs row t-k's values with row t's window means; invalid pairs
     # weigh 0 (the means are NaN only where n == 0, which the minimum count masks anyway).
-    # Preallocated buffers: a fresh 7 MB temporary per step would cost a page-faulting allocation.
+    # Preallocated buffers: a fresh matrix-sized temporary per step costs an allocation each time.
     sxy = np.zeros_like(y)
     sxx = np.zeros_like(y)
     dx_buffer, dy_buffer = np.empty_like(y), np.empty_like(y)

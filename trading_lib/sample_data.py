@@ -3,9 +3,12 @@
 :func:`generate_sample_data` puts bars on the NYSE hourly grid (bar starts 09:30 ... 15:30
 America/New_York, as Yahoo labels them; early closes respected) from the exchange calendar, with
 warm-up history before the analysis window so every window bar has a defined beta.
-Prices: market log-returns ~ N(0.005 %, 0.2 %) per hour; stock log-return = beta_i × market +
+Prices: market log-returns ~ N(0.005 %, 0.2 %) per hour; stock log-return = beta_i x market +
 N(0, 0.3 %), betas spread evenly over [0.5, 1.8]; VIX an AR(1) in logs (phi 0.97) around 18 that
-moves against the index. Defects can be injected (:class:`Anomalies`) for the validation tests.
+moves against the index. Each stock's log-returns are winsorized at RETURN_CLIP_SIGMA robust
+sigma (median +- 1.4826 x MAD, which clipping leaves unchanged) so that clean data never crosses
+the validator's 3-sigma outlier rule by chance: the outliers it shows are the injected ones
+(:class:`Anomalies`).
 
 :func:`load_real_bars` reads the real hourly bars in input/yahoo-1h-2022/ (see its README).
 """
@@ -19,67 +22,71 @@ import numpy as np
 import pandas as pd
 
 from trading_lib import layout
+from trading_lib.ingestion import bar_ends
 from trading_lib.inputs import AnalysisWindow, InputData, InputDataError, normalise_bars
-from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, validate_symbol
+from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, SymbolError, validate_symbol, validate_symbols
+from trading_lib.validation import BARS_PER_SESSION, EXCHANGE, MAD_TO_SIGMA, expected_bar_starts
 
 DEFAULT_CONTRACTS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH")
 MORE_CONTRACTS = (
     "XOM", "JNJ", "PG", "MA", "HD", "CVX", "MRK", "ABBV", "KO", "PEP",
     "AVGO", "COST", "WMT", "MCD", "CSCO", "ACN", "ABT", "DHR", "LIN", "TMO",
 )  # fmt: skip
-EXCHANGE = "XNYS"
-BARS_PER_SESSION = 7
-WARMUP_SESSIONS = 11  # 77 bars >= the 70-bar beta window + the return before it
+SYNTHETIC_PREFIX = "SYN"  # SYN000, SYN001, ... once the real names run out
+WARMUP_SESSIONS = 11  # 77 bars = the 70-bar beta window + one session
 MARKET_LEVEL = 4700.0
 MARKET_DRIFT, MARKET_VOL = 0.00005, 0.002
 IDIOSYNCRATIC_VOL = 0.003
 BETA_RANGE = (0.5, 1.8)
+STOCK_PRICE_RANGE = (40.0, 400.0)
+VOLUME_RANGE = (200_000, 5_000_000)
 VIX_MEAN, VIX_PHI, VIX_MARKET_LOADING, VIX_VOL = 18.0, 0.97, -4.0, 0.01
-NOISE_TRUNCATION = 1.8
-
-
-def _normal(rng: np.random.Generator, mean: float, std: float, size) -> np.ndarray:
-    return mean + std * np.clip(rng.standard_normal(size), -NOISE_TRUNCATION, NOISE_TRUNCATION)
+RETURN_CLIP_SIGMA = 2.5  # below validation.OUTLIER_SIGMA, with room for the change NaN runs make
+OUTLIER_JUMP_SIGMA = 9.0  # an injected spike, in robust sigmas of the contract's log-returns
+NAN_RUN_BARS = 3
+ANOMALY_SPACING = 4  # rows between drawn anomaly places: a NaN run or a spike and its reversal never overlap
 
 
 @dataclass(frozen=True)
 class Anomalies:
-    """How many defects of each kind to inject, at places drawn from the seed (inside the window)."""
+    """How many defects of each kind to inject, at window bars drawn from the seed."""
 
-    nan_runs: int = 0  # three consecutive NaN closes in one contract
-    outliers: int = 0  # a one-bar spike of +10 % in one contract's close (~30 sigma)
+    nan_runs: int = 0  # NAN_RUN_BARS consecutive NaN closes in one contract
+    outliers: int = 0  # one bar's close moved OUTLIER_JUMP_SIGMA sigma away (and back on the next bar)
     missing_bars: int = 0  # one bar of one contract dropped
     duplicated_bars: int = 0  # one (contract, timestamp) row repeated
-    missing_market_bars: int = 0  # one ^GSPC and one ^VIX row dropped at a stock-bar timestamp
+    missing_market_bars: int = 0  # at one stock-bar timestamp, drop ^GSPC and ^VIX, then ^GSPC, then ^VIX
 
 
 def contract_names(count: int) -> list[str]:
     """``count`` tickers: the ten defaults, then more real ones, then SYN000, SYN001, ..."""
     names = list(DEFAULT_CONTRACTS + MORE_CONTRACTS)
-    names += [f"SYN{i:03d}" for i in range(max(0, count - len(names)))]
-    return [validate_symbol(name) for name in names[:count]]
+    names += [f"{SYNTHETIC_PREFIX}{i:03d}" for i in range(max(0, count - len(names)))]
+    return validate_symbols(names[:count])
 
 
 def exchange_bar_starts(first_day: str, count: int) -> pd.DatetimeIndex:
-    """The first ``count`` hourly bar starts of NYSE sessions from ``first_day`` on."""
+    """The first ``count`` NYSE hourly bar starts of the sessions from ``first_day`` on."""
     import exchange_calendars as xcals
 
     calendar = xcals.get_calendar(EXCHANGE)
-    first = calendar.date_to_session(pd.Timestamp(first_day), direction="next")
-    sessions_needed = count // 3 + 10  # every session has >= 3 bars (early closes at 13:00)
-    sessions = calendar.sessions_window(first, sessions_needed)
-    opens = calendar.opens.loc[sessions].to_numpy(dtype="datetime64[ns]")  # UTC
-    closes = calendar.closes.loc[sessions].to_numpy(dtype="datetime64[ns]")
-    hours = np.arange(BARS_PER_SESSION) * np.timedelta64(1, "h")
-    starts = opens[:, None] + hours[None, :]
-    starts = starts[starts < closes[:, None]]
-    grid = (
-        pd.DatetimeIndex(starts)
-        .tz_localize("UTC")
-        .tz_convert(layout.EXCHANGE_TZ)
-        .as_unit(layout.TIMESTAMP_UNIT)
-    )
-    return grid[:count]
+    try:
+        first = calendar.date_to_session(pd.Timestamp(first_day), direction="next")
+        # Every session has at least 4 bars (13:00 early closes): enough sessions for ``count``.
+        sessions = calendar.sessions_window(first, -(-count // 4) + 1)
+    except (ValueError, TypeError) as exc:  # exchange_calendars' date errors are ValueErrors
+        raise InputDataError(
+            f"start={first_day!r}: no NYSE sessions for {count} bars from it: {exc}"
+        ) from None
+    return expected_bar_starts(sessions[0], sessions[-1])[:count]
+
+
+def _winsorize(log_returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clip each column at its median +- RETURN_CLIP_SIGMA robust sigma (the validator's yardstick);
+    returns the clipped columns and that sigma, which clipping does not change."""
+    median = np.median(log_returns, axis=0)
+    sigma = np.median(np.abs(log_returns - median), axis=0) * MAD_TO_SIGMA
+    return np.clip(log_returns, median - RETURN_CLIP_SIGMA * sigma, median + RETURN_CLIP_SIGMA * sigma), sigma
 
 
 def _ohlc(close: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -110,6 +117,7 @@ def generate_sample_data(
         ("num_contracts", num_contracts, 1),
         ("window_bars", window_bars, 1),
         ("warmup_bars", warmup_bars, 0),
+        ("seed", seed, 0),
     ):
         if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
             raise InputDataError(f"{name}={value!r} must be an integer >= {minimum}")
@@ -118,71 +126,89 @@ def generate_sample_data(
     grid = exchange_bar_starts(start, bars)
     rng = np.random.default_rng(seed)
 
-    market_log = _normal(rng, MARKET_DRIFT, MARKET_VOL, bars)
+    market_log = rng.normal(MARKET_DRIFT, MARKET_VOL, bars)
     market_log[0] = 0.0
     spx_close = MARKET_LEVEL * np.exp(np.cumsum(market_log))
     betas = rng.permutation(np.linspace(*BETA_RANGE, num_contracts))
-    stock_log = betas * market_log[:, None] + _normal(rng, 0.0, IDIOSYNCRATIC_VOL, (bars, num_contracts))
+    stock_log = betas * market_log[:, None] + rng.normal(0.0, IDIOSYNCRATIC_VOL, (bars, num_contracts))
     stock_log[0] = 0.0
-    stock_close = rng.uniform(40.0, 400.0, num_contracts) * np.exp(np.cumsum(stock_log, axis=0))
-    # AR(1) of log VIX as an exponentially weighted mean: y_t = phi*y_{t-1} + (1-phi)*(x_t/(1-phi)).
-    shocks = VIX_MARKET_LOADING * market_log + _normal(rng, 0.0, VIX_VOL, bars)
-    deviation = pd.Series(shocks / (1 - VIX_PHI)).ewm(alpha=1 - VIX_PHI, adjust=False).mean().to_numpy()
+    stock_log[1:], sigma = _winsorize(stock_log[1:])
+    stock_close = rng.uniform(*STOCK_PRICE_RANGE, num_contracts) * np.exp(np.cumsum(stock_log, axis=0))
+    # log VIX deviation y_t = phi * y_{t-1} + shock_t (y_0 = shock_0), as an exponentially weighted
+    # mean of shock / (1 - phi) whose first input is shock_0 itself.
+    shocks = VIX_MARKET_LOADING * market_log + rng.normal(0.0, VIX_VOL, bars)
+    scaled = np.r_[shocks[:1], shocks[1:] / (1 - VIX_PHI)]
+    deviation = pd.Series(scaled).ewm(alpha=1 - VIX_PHI, adjust=False).mean().to_numpy()
     vix_close = VIX_MEAN * np.exp(deviation)
 
     stock_open, stock_high, stock_low = _ohlc(stock_close, rng)
-    volume = rng.integers(200_000, 5_000_000, stock_close.shape).astype(np.float64)
-    order = np.tile(np.arange(bars), num_contracts)  # contract-major rows
+    volume = rng.integers(*VOLUME_RANGE, stock_close.shape).astype(np.float64)
     holdings = pd.DataFrame(
-        {
+        {  # one contract after the other: the (bars, contracts) arrays transposed
             "contract": np.repeat(np.array(contracts, dtype=object), bars),
-            "timestamp": grid[order],
+            "timestamp": grid[np.tile(np.arange(bars), num_contracts)],
             "open": stock_open.T.ravel(),
             "high": stock_high.T.ravel(),
             "low": stock_low.T.ravel(),
             "close": stock_close.T.ravel(),
             "volume": volume.T.ravel(),
         }
-    )
+    ).sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)  # InputData's order
     spx = _index_frame(grid, spx_close, rng)
     vix = _index_frame(grid, vix_close, rng)
-    window = AnalysisWindow(grid[warmup_bars], grid[-1] + pd.Timedelta(hours=1))
+    window = AnalysisWindow(grid[warmup_bars], bar_ends(pd.Series(grid[-1:])).iloc[0])
     if anomalies is not None:
-        holdings, spx, vix = _inject(holdings, spx, vix, anomalies, window, seed)
+        holdings, spx, vix = _inject(
+            holdings, spx, vix, anomalies, window, pd.Series(sigma, index=contracts), seed
+        )
     return InputData(holdings=holdings, vix=vix, spx=spx, window=window)
 
 
-def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, seed: int):
-    """Apply ``anomalies`` at rows drawn (without repeats) from the window's bars."""
-    rng = np.random.default_rng(seed + 1)
-    in_window = np.flatnonzero(window.contains(holdings["timestamp"]).to_numpy())
-    wanted = anomalies.nan_runs + anomalies.outliers + anomalies.missing_bars + anomalies.duplicated_bars
-    if wanted > len(in_window) // 4:
-        raise InputDataError(f"too many anomalies ({wanted}) for {len(in_window)} window bars")
-    # Candidates have two more window bars of the same contract after them (room for a NaN run,
-    # and a spike is followed by the bar that reverts it).
+def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, sigma: pd.Series, seed: int):
+    """Apply ``anomalies`` at window rows drawn (without repeats, ANOMALY_SPACING apart) from the seed."""
+    rng = np.random.default_rng([seed, 1])
+    counts = anomalies.nan_runs, anomalies.outliers, anomalies.missing_bars, anomalies.duplicated_bars
+    if min(*counts, anomalies.missing_market_bars) < 0:
+        raise InputDataError(f"anomalies={anomalies!r}: counts must be >= 0")
+    # A place has NAN_RUN_BARS - 1 more window bars of its contract after it (a NaN run fits; a
+    # spike is followed by the bar that reverts it).
+    in_window = window.contains(holdings["timestamp"]).to_numpy()
     contract = holdings["contract"].to_numpy()
-    room = in_window[np.isin(in_window + 2, in_window)]
-    room = room[contract[room + 2] == contract[room]]
-    rows = rng.choice(room, size=wanted, replace=False)
-    nan_rows, rows = rows[: anomalies.nan_runs], rows[anomalies.nan_runs :]
-    spike_rows, rows = rows[: anomalies.outliers], rows[anomalies.outliers :]
-    drop_rows, dup_rows = rows[: anomalies.missing_bars], rows[anomalies.missing_bars :]
+    rows = np.arange(len(holdings))
+    tail = rows + NAN_RUN_BARS - 1
+    fits = in_window & (tail < len(rows))
+    fits[fits] &= in_window[tail[fits]] & (contract[tail[fits]] == contract[fits])
+    places = rows[fits & (rows % ANOMALY_SPACING == 0)]
+    if sum(counts) > len(places):
+        raise InputDataError(f"anomalies={anomalies!r}: room for {len(places)} anomalies in the window")
+    drawn = np.split(rng.choice(places, size=sum(counts), replace=False), np.cumsum(counts)[:-1])
+    nan_rows, spike_rows, drop_rows, dup_rows = drawn
 
     holdings = holdings.copy()
     close = holdings.columns.get_loc("close")
-    holdings.iloc[(nan_rows[:, None] + np.arange(3)).ravel(), close] = np.nan
-    holdings.iloc[spike_rows, close] = holdings.iloc[spike_rows, close] * 1.10
+    holdings.iloc[(nan_rows[:, None] + np.arange(NAN_RUN_BARS)).ravel(), close] = np.nan
+    jump = np.exp(rng.choice([-1.0, 1.0], len(spike_rows)) * OUTLIER_JUMP_SIGMA * sigma[contract[spike_rows]])
+    spiked_close = holdings["close"].to_numpy()[spike_rows] * jump.to_numpy()
+    holdings.iloc[spike_rows, close] = spiked_close
+    for column, extreme in (("high", np.maximum), ("low", np.minimum)):  # keep the bar's OHLC consistent
+        position = holdings.columns.get_loc(column)
+        holdings.iloc[spike_rows, position] = extreme(holdings[column].to_numpy()[spike_rows], spiked_close)
     duplicates = holdings.iloc[dup_rows]
-    holdings = pd.concat([holdings.drop(index=holdings.index[drop_rows]), duplicates], ignore_index=True)
+    holdings = pd.concat(
+        [holdings.drop(index=holdings.index[drop_rows]), duplicates], ignore_index=True
+    ).sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
 
     if anomalies.missing_market_bars:
-        market_window = np.flatnonzero(window.contains(spx["timestamp"]).to_numpy())
-        gone = rng.choice(
-            market_window, size=min(anomalies.missing_market_bars, len(market_window)), replace=False
-        )
-        spx = spx.drop(index=spx.index[gone]).reset_index(drop=True)
-        vix = vix.drop(index=vix.index[gone]).reset_index(drop=True)
+        market_rows = np.flatnonzero(window.contains(spx["timestamp"]).to_numpy())
+        if anomalies.missing_market_bars > len(market_rows):
+            raise InputDataError(
+                f"anomalies={anomalies!r}: only {len(market_rows)} market bars in the window"
+            )
+        gone = rng.choice(market_rows, size=anomalies.missing_market_bars, replace=False)
+        # Event i drops both indices, then ^GSPC alone, then ^VIX alone, and so on.
+        spx_gone, vix_gone = gone[np.arange(len(gone)) % 3 != 2], gone[np.arange(len(gone)) % 3 != 1]
+        spx = spx.drop(index=spx.index[spx_gone]).reset_index(drop=True)
+        vix = vix.drop(index=vix.index[vix_gone]).reset_index(drop=True)
     return holdings, spx, vix
 
 
@@ -190,7 +216,7 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
     """The real hourly bars of ``folder`` (<SYMBOL>_1h.csv files) as input data.
 
     Stocks: every CSV but ^GSPC and ^VIX (or only ``contracts``). The first WARMUP_SESSIONS
-    sessions present are warm-up; the window is the rest.
+    sessions present are warm-up; the window is the rest, up to the end of the last bar.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -200,34 +226,52 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
         if required not in files:
             raise InputDataError(f"{folder}: missing {required}_1h.csv")
     stocks = [s for s in files if s not in (MARKET_INDEX, VOLATILITY_INDEX)]
+    for symbol in stocks:
+        try:
+            validate_symbol(symbol)
+        except SymbolError as exc:
+            raise InputDataError(f"{files[symbol]}: the file name is not <SYMBOL>_1h.csv: {exc}") from None
     if contracts is not None:
-        unknown = sorted(set(map(validate_symbol, contracts)) - set(stocks))
+        wanted = validate_symbols(list(contracts))
+        unknown = sorted(set(wanted) - set(stocks))
         if unknown:
-            raise InputDataError(f"{folder}: no bars for contract(s) {', '.join(unknown)}")
-        stocks = [validate_symbol(c) for c in contracts]
+            raise InputDataError(
+                f"{folder}: no bars for contract(s) {', '.join(unknown)} (no <SYMBOL>_1h.csv)"
+            )
+        stocks = wanted
+    if not stocks:
+        raise InputDataError(
+            f"{folder}: no stock <SYMBOL>_1h.csv besides {MARKET_INDEX} and {VOLATILITY_INDEX}"
+        )
 
     def read(symbol: str) -> pd.DataFrame:
         path = files[symbol]
         try:
             frame = pd.read_csv(path)
-        except (ValueError, pd.errors.ParserError) as exc:
+        except (
+            ValueError,
+            pd.errors.ParserError,
+        ) as exc:  # EmptyDataError, UnicodeDecodeError are ValueErrors
             raise InputDataError(f"{path}: not a CSV of bars: {exc}") from None
-        frame = frame.rename(columns={c: c.lower() for c in frame.columns}).rename(
-            columns={"datetime": "timestamp"}
-        )
+        frame.columns = frame.columns.str.lower()
         try:
-            frame["timestamp"] = pd.to_datetime(frame["timestamp"], utc=True)
-        except (KeyError, ValueError) as exc:
-            raise InputDataError(f"{path}: bad or missing Datetime column: {exc}") from None
-        return normalise_bars(frame, layout.BAR_COLUMNS, str(path))
+            frame["timestamp"] = pd.to_datetime(frame.pop("datetime"), utc=True)
+        except KeyError:
+            raise InputDataError(f"{path}: missing column Datetime") from None
+        except (ValueError, TypeError) as exc:
+            raise InputDataError(f"{path}: column Datetime is not ISO 8601 with an offset: {exc}") from None
+        bars = normalise_bars(frame, layout.BAR_COLUMNS, str(path))
+        if bars.empty:
+            raise InputDataError(f"{path}: no bars")
+        return bars
 
     holdings = pd.concat([read(s).assign(contract=s) for s in stocks], ignore_index=True)
     spx, vix = read(MARKET_INDEX), read(VOLATILITY_INDEX)
     sessions = spx["timestamp"].dt.normalize().drop_duplicates().reset_index(drop=True)
     if len(sessions) <= WARMUP_SESSIONS:
         raise InputDataError(
-            f"{folder}: {len(sessions)} sessions, need more than {WARMUP_SESSIONS} (warm-up)"
+            f"{files[MARKET_INDEX]}: {len(sessions)} sessions, need more than {WARMUP_SESSIONS} (warm-up)"
         )
-    window_start = spx.loc[spx["timestamp"].dt.normalize() == sessions[WARMUP_SESSIONS], "timestamp"].min()
-    window = AnalysisWindow(window_start, spx["timestamp"].max() + pd.Timedelta(hours=1))
+    window_start = spx["timestamp"][spx["timestamp"] >= sessions[WARMUP_SESSIONS]].min()
+    window = AnalysisWindow(window_start, bar_ends(spx["timestamp"].tail(1)).iloc[0])
     return InputData(holdings=holdings[layout.HOLDINGS_COLUMNS], vix=vix, spx=spx, window=window)

@@ -14,8 +14,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from fastapi.testclient import TestClient
 
-from trading_lib import cli, layout
+from trading_lib import cli, layout, pipeline
 from trading_lib.ingestion import IngestionReport, TickerResult
+from trading_lib.sample_data import Anomalies
 from trading_lib.storage import Storage
 from trading_lib.symbols import symbol_to_segment
 
@@ -30,9 +31,12 @@ PAGES = ["/", "/partitions", "/run", "/validation", "/ingestion"]
 
 
 def _run_pipeline(root: str) -> None:
-    """`python -m trading_lib generate` then `run --contracts 3`, plus the run record the
+    """Sample data with WARN-level defects (so the validation page has issues to list and the grid
+    a bar one contract lacks), `python -m trading_lib run --contracts 3`, plus the run record the
     orchestrator's publish_results writes (there is no Airflow run here)."""
-    assert cli.main(["--data-root", root, "generate"]) == 0
+    pipeline.generate_inputs(
+        Storage(root), num_contracts=3, anomalies=Anomalies(nan_runs=1, outliers=1, missing_bars=1)
+    )
     assert cli.main(["--data-root", root, "run", "--contracts", "3"]) == 0
     storage = Storage(root)
     manifest = storage.read_json(layout.report_key("pipeline/manifest"))
@@ -154,7 +158,7 @@ def test_portfolio_page_shows_the_reported_numbers(client, viewer, data_root):
     assert [row[0] for row in contracts] == [c["contract"] for c in report["contracts"]]
     assert [row[5] for row in contracts] == [f"{c['total_pnl']:,.2f}" for c in report["contracts"]]
     timeseries = _cells(page, "timeseries")
-    assert len(timeseries) == len(report["timeseries"]) == summary["partitions"] // 3
+    assert len(timeseries) == len(report["timeseries"]) == len({p["timestamp"] for p in report["partitions"]})
     assert timeseries[-1][4] == f"{report['timeseries'][-1]['cumulative_pnl']:,.2f}"
     chart = re.search(r'<svg id="pnl-chart".*?</svg>', page, re.S).group(0)
     assert chart.count("<rect") == len(report["timeseries"]) and chart.count("<polyline") == 1
@@ -227,9 +231,12 @@ def test_validation_page_shows_the_status_and_every_issue(client, viewer, data_r
     report = _report(data_root, "validation")
     assert re.search(rf'id="status"[^>]*>{report["status"]}</span>', page)
     assert len(_cells(page, "checks")) == len(report["checks"])
+    assert report["status"] == "WARN" and report["issues"]  # the injected defects were found
     issues = _cells(page, "issues")
     assert len(issues) == len(report["issues"])
-    assert [row[4] for row in issues] == [i["detail"] for i in report["issues"]]
+    assert [row[:3] + row[4:] for row in issues] == [
+        [i["check"], i["severity"], i["contract"], i["detail"]] for i in report["issues"]
+    ]
 
 
 def test_ingestion_page_shows_each_ticker_and_failure(tmp_path, monkeypatch, auth_manager):

@@ -295,16 +295,20 @@ def validation(request: Request) -> HTMLResponse:
             table_id="checks",
         )
         + f"<h2>Issues ({len(report['issues']):,})</h2>"
-        + r.table(
-            report["issues"],
-            [
-                ("check", "Check", "s"),
-                ("severity", "Severity", "s"),
-                ("contract", "Contract", "s"),
-                ("timestamp", "Bar", "s"),
-                ("detail", "Detail", "w"),
-            ],
-            table_id="issues",
+        + (
+            r.table(
+                report["issues"],
+                [
+                    ("check", "Check", "s"),
+                    ("severity", "Severity", "s"),
+                    ("contract", "Contract", "s"),
+                    ("timestamp", "Bar", "s"),
+                    ("detail", "Detail", "w"),
+                ],
+                table_id="issues",
+            )
+            if report["issues"]
+            else '<p class="muted" id="no-issues">No issues: every check passed.</p>'
         )
     )
     return _page(request, "Validation", body, "validation")

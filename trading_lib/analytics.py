@@ -1,10 +1,10 @@
 """Per-partition analytics: bar returns, beta against the S&P 500, VIX-adjusted thresholds, signal.
 
-One kernel, :func:`compute_signals`, vectorized over whole frames. :func:`analyze_partition` reads
-only the slice one (contract, timestamp) needs and calls the same kernel. Both give bit-identical
-rows: the trailing-window sums are accumulated offset by offset in a fixed order, so a window sum
-does not depend on how much history precedes it or how many contracts sit beside it (a cumulative
-sum would). Formulas and their rationale: docs/formulas.md.
+One kernel, :func:`compute_signals`, vectorized over whole frames. :func:`partition_row` applies
+the same kernel to the look-back slice one (contract, timestamp) needs (the bar store reads it).
+Both give bit-identical rows: the trailing-window sums are accumulated offset by offset in a fixed
+order, so a window sum does not depend on how much history precedes it or how many contracts sit
+beside it (a cumulative sum would). Formulas and their rationale: docs/formulas.md.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from trading_lib import layout
-from trading_lib.symbols import validate_symbol
+from trading_lib.errors import BadInputError
 
 BETA_WINDOW_BARS = 70  # trailing window in ^GSPC bars ending at t inclusive: 10 sessions of 7 bars
 BETA_MIN_OBSERVATIONS = 20  # fewer valid (stock, market) return pairs in the window -> beta NaN
@@ -33,8 +33,8 @@ _FLAT_MARKET_SPREAD = 1e-12
 _CONTRACTS_PER_BLOCK = 64
 
 
-class PartitionNotFoundError(LookupError):
-    """No bar for this (contract, timestamp) in the input; the message names both."""
+class PartitionNotFoundError(BadInputError, LookupError):
+    """No bar for this (contract, timestamp) in the bar store; the message names both."""
 
 
 def _utc(timestamps: pd.Series) -> np.ndarray:
@@ -187,27 +187,19 @@ def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame
     )
 
 
-def analyze_partition(storage, contract: str, timestamp) -> pd.DataFrame:
-    """The result row of one (contract, timestamp), computed from the slice of input it needs:
-    the contract's bars at or before t, ^GSPC at or before t, and VIX at t (filters pushed down
-    to parquet; only the columns the kernel uses)."""
-    contract = validate_symbol(contract)
-    ts = layout.parse_partition_timestamp(timestamp)
-    holdings = storage.read_parquet(
-        layout.HOLDINGS_KEY,
-        columns=["contract", "timestamp", "close"],
-        filters=[("contract", "==", contract), ("timestamp", "<=", ts)],
-    )
+def partition_row(bars: pd.DataFrame, contract: str, ts: pd.Timestamp) -> pd.DataFrame:
+    """The result row of the partition (contract, ts), computed from its look-back ``bars`` (store
+    rows: symbol, timestamp, close of the contract, ^GSPC and ^VIX at or before ts, as
+    BarStore.lookback returns them) with the same kernel as a whole-universe run. Pure: no I/O."""
+    from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX
+
+    holdings = bars.loc[bars["symbol"] == contract, ["symbol", "timestamp", "close"]]
     if not (holdings["timestamp"] == ts).any():
         raise PartitionNotFoundError(
-            f"no bar for contract {contract!r} at timestamp {ts.isoformat()} "
-            f"in {storage.url(layout.HOLDINGS_KEY)}"
+            f"no bar for contract {contract!r} at timestamp {ts.isoformat()} in the bar store"
         )
-    spx = storage.read_parquet(
-        layout.SPX_KEY, columns=["timestamp", "close"], filters=[("timestamp", "<=", ts)]
-    )
-    vix = storage.read_parquet(
-        layout.VIX_KEY, columns=["timestamp", "close"], filters=[("timestamp", "==", ts)]
-    )
+    holdings = holdings.rename(columns={"symbol": "contract"})
+    spx = bars.loc[bars["symbol"] == MARKET_INDEX, ["timestamp", "close"]]
+    vix = bars.loc[(bars["symbol"] == VOLATILITY_INDEX) & (bars["timestamp"] == ts), ["timestamp", "close"]]
     result = compute_signals(holdings, spx, vix)
     return result[result["timestamp"] == ts].tail(1).reset_index(drop=True)

@@ -1,8 +1,11 @@
 """``python -m trading_lib <command>``: the one entry point of the library.
 
 The Kubernetes pod runs ``python -m trading_lib analyze-partition --contract C --timestamp T``; the
-Airflow task in local mode calls the same :mod:`trading_lib.pipeline` function in-process.
-Results go to stdout as JSON; errors to stderr as one line naming the field, exit status 2.
+Airflow task in local mode calls the same :func:`trading_lib.pipeline.analyze_partition` in-process.
+Results go to stdout as JSON. Errors go to stderr as one line (no traceback) with an exit status:
+0 success, 1 validation FAIL, 2 bad input (arguments or data), 3 partial ingestion (nothing
+written; --allow-partial keeps what was fetched), 4 an outside system failed (storage, Yahoo):
+try again later.
 """
 
 from __future__ import annotations
@@ -13,102 +16,152 @@ import sys
 from collections.abc import Sequence
 
 from trading_lib import pipeline
-from trading_lib.settings import SettingsError, load_settings
-from trading_lib.storage import Storage, StorageError
-from trading_lib.symbols import SymbolError
+from trading_lib.errors import BadInputError, TransientError
+from trading_lib.run_request import DEFAULT_WINDOW_BARS, parse_date, parse_date_range, parse_timestamp
+from trading_lib.symbols import validate_symbol
 
-EXIT_OK, EXIT_VALIDATION_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_VALIDATION_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_TRANSIENT = 0, 1, 2, 3, 4
+DEFAULT_RUN_ID = "cli"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line and exit 2, like every other bad input
+        self.exit(EXIT_BAD_INPUT, f"error: {message} (see {self.prog} --help)\n")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trading_lib", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m trading_lib", description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data-root",
         help="local folder or s3://bucket/prefix (default: TRADING_DATA_ROOT, else the project folder)",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="command")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="command", parser_class=_Parser)
 
-    generate = commands.add_parser("generate", help="write the three input files (sample or real data)")
+    generate = commands.add_parser("generate", help="write sample (or real) bars into the bar store")
     generate.add_argument(
         "--contracts", type=int, default=10, help="number of generated contracts (default 10)"
     )
     generate.add_argument("--seed", type=int, default=42)
-    generate.add_argument(
-        "--real", metavar="FOLDER", help="load the real Yahoo bars in FOLDER instead of generating"
+    generate.add_argument("--start", default="2024-01-02", help="first session of sample data (YYYY-MM-DD)")
+    generate.add_argument("--real", metavar="FOLDER", help="load the real Yahoo bars in FOLDER instead")
+
+    ingest = commands.add_parser("ingest", help="fetch missing hourly bars from Yahoo Finance into the store")
+    ingest.add_argument("--symbols", nargs="+", required=True)
+    ingest.add_argument("--start", help="first session, YYYY-MM-DD (default: the last 5 sessions)")
+    ingest.add_argument("--end", help="end date, exclusive, YYYY-MM-DD")
+    ingest.add_argument(
+        "--allow-partial", action="store_true", help="store what was fetched if a ticker fails"
     )
 
-    ingest = commands.add_parser("ingest", help="fetch hourly bars from Yahoo Finance into the input files")
-    ingest.add_argument("--symbols", nargs="+", required=True)
-    ingest.add_argument("--start", help="first session (YYYY-MM-DD); default: the recent sessions")
-    ingest.add_argument("--end", help="end date, exclusive (YYYY-MM-DD)")
-
-    validate = commands.add_parser("validate", help="check the inputs; exit 1 on FAIL")
+    validate = commands.add_parser("validate", help="check a window of stored bars; exit 1 on FAIL")
     validate.add_argument("--contracts", nargs="*")
+    _window_arguments(validate)
 
     partition = commands.add_parser("analyze-partition", help="analyse (contract, timestamp) partitions")
     partition.add_argument("--contract", required=True)
     partition.add_argument("--timestamp", action="append", required=True, help="ISO 8601; repeat for several")
 
-    symbol = commands.add_parser("analyze-symbol", help="analyse every partition of a contract")
+    symbol = commands.add_parser("analyze-symbol", help="analyse every partition of a contract in a window")
     symbol.add_argument("--contract", required=True)
     symbol.add_argument("--timestamp", action="append", help="only these partitions (repeatable)")
+    _window_arguments(symbol)
 
-    aggregate = commands.add_parser("aggregate", help="compute the portfolio report from stored results")
+    aggregate = commands.add_parser("aggregate", help="portfolio reports from stored results")
     aggregate.add_argument(
-        "--output-dir", help="trading-results folder (default: <data root>/output/trading-results)"
+        "--output-dir",
+        help="trading-results folder (default: <data root>/output/trading-results); must exist",
     )
+    aggregate.add_argument("--period-start", help="first session of the period report, YYYY-MM-DD")
+    aggregate.add_argument("--period-end", help="last session of the period report, YYYY-MM-DD")
+    aggregate.add_argument("--run-id", action="append", default=[], help="also report this run (repeatable)")
 
     run = commands.add_parser(
         "run", help="the whole pipeline in this process (validate, partitions, aggregate)"
     )
     run.add_argument("--contracts", type=int, default=10, help="number of contracts to analyse")
+    run.add_argument(
+        "--run-id", default=DEFAULT_RUN_ID, help=f"id of the run record (default {DEFAULT_RUN_ID})"
+    )
+    _window_arguments(run)
     return parser
 
 
-def _storage(args: argparse.Namespace) -> Storage:
-    root = args.data_root or load_settings().data_root
-    return Storage(root)
+def _window_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--window-start", help="ISO 8601 date-time with offset (with --window-end)")
+    parser.add_argument("--window-end", help="ISO 8601 date-time with offset, exclusive")
+    parser.add_argument(
+        "--bars", type=int, default=DEFAULT_WINDOW_BARS, help="without a window: the last N stored bars"
+    )
+
+
+def _window(storage, args: argparse.Namespace):
+    start = parse_timestamp(args.window_start, "--window-start")
+    end = parse_timestamp(args.window_end, "--window-end")
+    return pipeline.resolve_window(storage, start, end, args.bars)
 
 
 def _run(args: argparse.Namespace) -> tuple[int, object]:
-    storage = _storage(args)
+    storage = pipeline.open_storage(root=args.data_root)
     if args.command == "generate":
+        parse_date(args.start, "--start")
         return EXIT_OK, pipeline.generate_inputs(
-            storage, num_contracts=args.contracts, seed=args.seed, real_folder=args.real
+            storage, num_contracts=args.contracts, seed=args.seed, real_folder=args.real, start=args.start
         )
     if args.command == "ingest":
         from trading_lib.ingestion import default_window, ingest_market_data
 
-        if bool(args.start) != bool(args.end):
-            raise pipeline.PipelineInputError("--start and --end must be given together")
-        start, end = (args.start, args.end) if args.start else default_window()
-        return EXIT_OK, ingest_market_data(storage, args.symbols, start, end).to_dict()
+        start, end = parse_date_range(args.start, args.end, ("--start", "--end"))
+        if start is None:
+            start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+        report = ingest_market_data(storage, args.symbols, start, end, allow_partial=args.allow_partial)
+        return EXIT_OK, report.to_dict()
     if args.command == "validate":
-        result = pipeline.validate(storage, args.contracts or None)
+        result = pipeline.validate(storage, _window(storage, args), args.contracts or None)
         return (EXIT_VALIDATION_FAILED if result["status"] == "FAIL" else EXIT_OK), result
     if args.command == "analyze-partition":
-        return EXIT_OK, pipeline.run_partitions(storage, args.contract, args.timestamp)
+        return EXIT_OK, pipeline.analyze_partition(storage, args.contract, args.timestamp)
     if args.command == "analyze-symbol":
-        labels = pipeline.list_partitions(storage, args.contract, timestamps=args.timestamp)
-        pipeline.run_partitions(storage, args.contract, labels)
-        return EXIT_OK, pipeline.summarize_symbol(storage, args.contract, labels)
-    if args.command == "aggregate":
-        results = Storage(args.output_dir, fs=None) if args.output_dir else None
-        return EXIT_OK, pipeline.aggregate(storage, results)
-    if args.command == "run":
-        validation = pipeline.validate(storage)
-        if validation["status"] == "FAIL":
-            return EXIT_VALIDATION_FAILED, validation
-        contracts = pipeline.select_contracts(storage, args.contracts)
-        window = pipeline.resolve_window(storage)
-        pipeline.write_manifest(
-            storage, contracts=contracts, window=window, validation_status=validation["status"]
+        args.contract = validate_symbol(args.contract)  # before the window: name the bad field first
+        window = None if args.timestamp else _window(storage, args)
+        timestamps = pipeline.list_partitions(
+            storage, args.contract, window=window, timestamps=args.timestamp
         )
+        pipeline.analyze_partition(storage, args.contract, timestamps)
+        return EXIT_OK, pipeline.summarize_symbol(storage, args.contract, timestamps)
+    if args.command == "aggregate":
+        results = pipeline.open_storage(root=args.output_dir) if args.output_dir else None
+        return EXIT_OK, pipeline.aggregate(
+            storage,
+            run_ids=args.run_id,
+            period_start=parse_date(args.period_start, "--period-start"),
+            period_end=parse_date(args.period_end, "--period-end"),
+            results_storage=results,
+        )
+    if args.command == "run":
+        # Every check comes before the first write: a bad request leaves no record behind.
+        window = _window(storage, args)
+        contracts = pipeline.select_contracts(storage, args.contracts, window)
+        timestamps = {c: pipeline.list_partitions(storage, c, window=window) for c in contracts}
+        validation = pipeline.validate(storage, window, contracts, run_id=args.run_id)
+        record = {
+            "dag_id": None,
+            "run_type": "cli",
+            "window_start": window.start.isoformat(),
+            "window_end": window.end.isoformat(),
+            "contracts": contracts,
+            "analyze_symbol_run_ids": [],
+            "validation": validation,
+            "ingestion": None,
+        }
+        if validation["status"] == "FAIL":
+            pipeline.record_run(storage, args.run_id, **record, state="failed")
+            return EXIT_VALIDATION_FAILED, validation
+        pipeline.record_run(storage, args.run_id, **record, state="running")
         for contract in contracts:
-            labels = pipeline.list_partitions(storage, contract, window=window)
-            pipeline.run_partitions(storage, contract, labels)
-            pipeline.summarize_symbol(storage, contract, labels)
-        return EXIT_OK, pipeline.aggregate(storage)
+            pipeline.analyze_partition(storage, contract, timestamps[contract])
+            pipeline.summarize_symbol(storage, contract, timestamps[contract], args.run_id)
+        pipeline.record_run(storage, args.run_id, state="success")
+        return EXIT_OK, pipeline.aggregate(storage, run_ids=[args.run_id])
     raise AssertionError(args.command)  # argparse only accepts the commands above
 
 
@@ -116,16 +169,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         status, result = _run(args)
-    except (
-        pipeline.PipelineInputError,
-        SymbolError,
-        SettingsError,
-        StorageError,
-        ValueError,
-        LookupError,
-    ) as exc:
+    except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_BAD_INPUT
+    except TransientError as exc:
+        from trading_lib.ingestion import PartialIngestionError
+
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_PARTIAL if isinstance(exc, PartialIngestionError) else EXIT_TRANSIENT
     json.dump(result, sys.stdout, indent=2, default=str)
     sys.stdout.write("\n")
     return status

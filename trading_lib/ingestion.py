@@ -17,16 +17,21 @@ output/reports/ingestion.json.
 from __future__ import annotations
 
 import random
+import re
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from trading_lib import layout
-from trading_lib.inputs import AnalysisWindow, InputData, write_inputs
-from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, validate_symbols
+from trading_lib.errors import RequestError, TransientError
+from trading_lib.inputs import AnalysisWindow, InputData
+from trading_lib.store import BarStore
+from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, SymbolError, validate_symbols
 
 YAHOO_INTRADAY_DAYS = 730
 DEFAULT_SESSIONS = 5  # a run without dates ingests the last five complete sessions
@@ -35,11 +40,15 @@ EXCHANGE = "XNYS"
 INGESTION_REPORT = "ingestion"
 
 
-class IngestionError(RuntimeError):
-    """Ingestion could not produce usable input; the message names the tickers and why."""
+class IngestionError(TransientError):
+    """Yahoo did not deliver usable bars; the message names the tickers and why. Retried."""
 
 
-class RangeNotAvailableError(IngestionError):
+class PartialIngestionError(IngestionError):
+    """Some stocks failed (the others were fetched); nothing was written unless allow_partial."""
+
+
+class RangeNotAvailableError(RequestError):
     """The requested range is older than Yahoo's 730-day limit for 1h bars (nothing was requested)."""
 
 
@@ -92,7 +101,9 @@ def default_window(
 
 # Exception class names (anywhere in the MRO, so requests', urllib3's and curl_cffi's variants all
 # match) that mean "try again later": the network failed, or the answer was not Yahoo's JSON at all
-# (an edge/gateway error page, which is what a 5xx looks like from the chart endpoint).
+# (an edge/gateway error page, which is what a 5xx looks like from the chart endpoint). When the
+# HTTP status of the failed answer is known (_http_answer), it decides instead: 5xx, 408 and 429
+# are retried, any other 4xx is the request's own fault and is not.
 TRANSIENT_ERRORS = frozenset(
     {
         "ConnectionError",
@@ -103,9 +114,77 @@ TRANSIENT_ERRORS = frozenset(
         "YFRateLimitError",
     }
 )
+TRANSIENT_STATUSES = frozenset({408, 429})  # and every 5xx
+
+# Retries sized to real outages: Yahoo's edge answers 5xx or drops connections for minutes, and a
+# few seconds of retrying (4 attempts, 1-2-4 s) gives up inside the outage. Full-jitter exponential
+# backoff (wait i drawn uniformly from [0, min(cap, base x 2^i)]) spreads the parallel tickers'
+# retries instead of sending them together; waits are drawn until they add up to the budget, so a
+# ticker keeps trying through RETRY_BUDGET_SECONDS of outage (about 15 attempts, docs/reliability.md).
+RETRY_BASE_SECONDS = 2.0
+RETRY_CAP_SECONDS = 60.0
+RETRY_BUDGET_SECONDS = 300.0  # the waits between attempts add up to at least this: a 5-minute outage
+RETRY_MAX_ATTEMPTS = 30  # a bound on the attempts of one fetch; the budget needs ~15 on average
+
+
+def retry_delays(
+    *,
+    base: float = RETRY_BASE_SECONDS,
+    cap: float = RETRY_CAP_SECONDS,
+    budget: float = RETRY_BUDGET_SECONDS,
+    max_attempts: int = RETRY_MAX_ATTEMPTS,
+    rng: random.Random | None = None,
+) -> list[float]:
+    """The waits (seconds) between the attempts of one fetch: wait i uniform in
+    [0, min(cap, base x 2^i)] (full jitter), drawn until they add up to ``budget`` or there are
+    ``max_attempts`` - 1 of them. A fetch makes at most len(waits) + 1 attempts."""
+    rng = rng or random.Random()
+    delays: list[float] = []
+    while sum(delays) < budget and len(delays) < max_attempts - 1:
+        delays.append(rng.uniform(0.0, min(cap, base * 2 ** len(delays))))
+    return delays
+
+
+def _http_answer(exc: BaseException) -> tuple[int, str] | None:
+    """(HTTP status, URL) of the answer that made ``exc``, when it can be found: the exception's
+    ``response`` (requests' and curl_cffi's HTTPError), else the response whose method raised it,
+    found in the traceback: neither requests nor curl_cffi attaches the response to the
+    JSONDecodeError of ``Response.json()``, which is how yfinance 1.7 fails on a 5xx page."""
+    response = getattr(exc, "response", None)
+    if not _is_response(response):
+        response = None
+        frame = exc.__traceback__
+        while frame is not None:  # from the caller down to the raise: keep the innermost response
+            candidate = frame.tb_frame.f_locals.get("self")
+            if _is_response(candidate):
+                response = candidate
+            frame = frame.tb_next
+    if response is None:
+        return None
+    return response.status_code, str(response.url)
+
+
+def _is_response(value: object) -> bool:
+    return isinstance(getattr(value, "status_code", None), int) and hasattr(value, "url")
+
+
+def _describe(exc: BaseException) -> str:
+    """``Type: message``, led by the HTTP status and endpoint when the failure was an HTTP error answer."""
+    text = f"{type(exc).__name__}: {exc}"
+    answer = _http_answer(exc)
+    if answer is None or answer[0] < 400:
+        return text
+    status, url = answer
+    path = urlsplit(url).path
+    name = re.search(r"/finance/([^/]+)", path)  # /v8/finance/chart/AAPL: the chart endpoint
+    endpoint = f"the {name.group(1)} endpoint" if name else path or url
+    return f"HTTP {status} from {endpoint} ({text})"
 
 
 def _is_transient(exc: BaseException) -> bool:
+    answer = _http_answer(exc)
+    if answer is not None and answer[0] >= 400:
+        return answer[0] >= 500 or answer[0] in TRANSIENT_STATUSES
     if "CURRENTLY DOWN" in str(exc):  # yfinance's YFDataException for Yahoo's maintenance page
         return True
     return any(cls.__name__ in TRANSIENT_ERRORS for cls in type(exc).__mro__)
@@ -120,22 +199,41 @@ def _forget_memoized_answers() -> None:
 
 
 def _fetch(
-    symbol: str, start: str, end: str, session, max_attempts: int, backoff: float
+    symbol: str,
+    start: str,
+    end: str,
+    session,
+    max_attempts: int | None = None,
+    backoff: float = RETRY_BASE_SECONDS,
+    *,
+    cap: float = RETRY_CAP_SECONDS,
+    budget: float = RETRY_BUDGET_SECONDS,
+    sleep: Callable[[float], object] = time.sleep,
+    rng: random.Random | None = None,
 ) -> tuple[pd.DataFrame, TickerResult]:
+    """One ticker's 1h bars [start, end), retrying transient failures on the ``retry_delays``
+    schedule (``backoff`` is its base; ``max_attempts`` None: RETRY_MAX_ATTEMPTS, the budget
+    decides). Bad input (unknown symbol, range refused, no data, any other 4xx) is never retried.
+    ``sleep`` and ``rng`` are injectable so tests can record the waits instead of waiting."""
     import yfinance as yf
 
+    # Every failure must raise with its real type to be classified (ingest_market_data sets it too).
+    yf.config.debug.hide_exceptions = False
+    delays = retry_delays(
+        base=backoff, cap=cap, budget=budget, max_attempts=max_attempts or RETRY_MAX_ATTEMPTS, rng=rng
+    )
     result = TickerResult(symbol)
-    for attempt in range(1, max_attempts + 1):
+    for attempt in range(1, len(delays) + 2):
         result.attempts = attempt
         try:
             frame = yf.Ticker(symbol, session=session).history(
                 interval="1h", start=start, end=end, prepost=False, auto_adjust=True, actions=False
             )
         except Exception as exc:  # noqa: BLE001 - classified below, reported per ticker
-            result.error = f"{type(exc).__name__}: {exc}"
-            if _is_transient(exc) and attempt < max_attempts:
+            result.error = _describe(exc)
+            if _is_transient(exc) and attempt <= len(delays):
                 _forget_memoized_answers()
-                time.sleep(backoff * 2 ** (attempt - 1) * (1 + random.random() / 4))
+                sleep(delays[attempt - 1])
                 continue
             result.status = "failed"
             return pd.DataFrame(columns=layout.BAR_COLUMNS), result
@@ -152,27 +250,61 @@ def _fetch(
     raise AssertionError("unreachable")  # the loop returns on its last attempt
 
 
-def bar_ends(starts: pd.Series) -> pd.Series:
-    """End of each 1h bar: one hour after its start, or the session close if that comes first
-    (the 15:30 bar and early closes). A bar on a day with no NYSE session lasts one hour."""
+def bar_ends(starts: pd.Series, next_starts: pd.Series | None = None) -> pd.Series:
+    """End of each 1h bar (positional, exchange time): one hour after its start, or the session
+    close if that comes first (the 15:30 bar and early closes), or the next bar's start if
+    ``next_starts`` is given and that comes first (NaT: no next bar). The close counts only for a
+    bar that starts before it: a bar on a day with no NYSE session, or after the close, lasts one hour."""
     starts = pd.Series(layout.to_exchange_time(starts)).reset_index(drop=True)
     days = pd.DatetimeIndex(starts.dt.tz_localize(None).dt.normalize())
     closes = pd.Series(_calendar().closes.reindex(days).to_numpy()).dt.tz_convert(layout.EXCHANGE_TZ)
-    hour_later = starts + pd.Timedelta(hours=1)
-    return hour_later.where(closes.isna() | (hour_later <= closes), closes).dt.as_unit(layout.TIMESTAMP_UNIT)
+    ends = starts + pd.Timedelta(hours=1)
+    ends = ends.where(~((closes > starts) & (closes < ends)), closes)  # NaT compares False: no cap
+    if next_starts is not None:
+        following = pd.Series(layout.to_exchange_time(next_starts)).reset_index(drop=True)
+        ends = ends.where(~(following < ends), following)
+    return ends.dt.as_unit(layout.TIMESTAMP_UNIT)
 
 
 def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
-    """VIX on the stock bar grid without look-ahead: each stock bar [s, e) gets the last VIX bar
-    that ENDED at or before e (as-of backward on end times; a VIX bar lasts one hour). Stock bars
-    with no earlier VIX bar get NaN."""
+    """VIX on the stock bar grid without look-ahead: each stock bar [s, e) gets the close of the
+    last VIX bar that ENDED at or before e (as-of backward on end times). A VIX bar's real end is
+    the first of: its start + 1 h, the next VIX bar's start, the NYSE session close (bar_ends), so
+    a VIX bar stamped 15:30 ends at the 16:00 close with the stock 15:30 bar and is its value,
+    while hourly VIX bars stamped on the hour (Chicago time) land 30 minutes before each stock bar
+    ends. Stock bars with no earlier VIX bar get NaN."""
     starts = pd.Series(pd.DatetimeIndex(grid).unique().sort_values())
     stock = pd.DataFrame({"timestamp": starts, "end": bar_ends(starts)})
-    vix = vix.dropna(subset=["close"]).sort_values("timestamp")
-    vix = vix.assign(end=vix["timestamp"] + pd.Timedelta(hours=1)).drop(columns="timestamp")
-    vix["end"] = vix["end"].dt.as_unit(layout.TIMESTAMP_UNIT)
+    vix = vix.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    vix_starts = pd.Series(layout.to_exchange_time(vix["timestamp"]))
+    # ends from every VIX bar, a NaN close included (it still ended the bar before it)
+    vix = vix.assign(end=bar_ends(vix_starts, vix_starts.shift(-1)).to_numpy()).drop(columns="timestamp")
+    vix = vix.dropna(subset=["close"]).sort_values("end", kind="stable")
     aligned = pd.merge_asof(stock, vix, on="end", direction="backward", allow_exact_matches=True)
     return aligned[layout.BAR_COLUMNS]
+
+
+def plan_fetch(
+    store: BarStore, tickers: list[str], first_day: pd.Timestamp, end_day: pd.Timestamp, warmup_sessions: int
+) -> tuple[list[pd.Timestamp], list[str]]:
+    """(the sessions [first_day, end_day) need, counting warm-up; the ones to fetch): a needed session
+    is fetched when the store lacks it or lacks one of ``tickers`` in it, and the latest stored
+    session is fetched again when it is needed (it may have been stored while it was still trading)."""
+    calendar = _calendar()
+    sessions = calendar.sessions_in_range(first_day, end_day - pd.Timedelta(days=1))
+    if sessions.empty:
+        raise RequestError(f"no NYSE session between start {first_day.date()} and end {end_day.date()}")
+    warmup = calendar.sessions_window(sessions[0], -(warmup_sessions + 1))[:-1]
+    needed = [str(d.date()) for d in warmup.append(sessions)]
+    stored = store.sessions()
+    present = [d for d in needed if d in set(stored)]
+    have = store.read_sessions(present, tickers, ["symbol", "timestamp"])
+    days = have["timestamp"].dt.strftime("%Y-%m-%d")
+    complete = {day for day, group in have.groupby(days)["symbol"] if set(tickers) <= set(group)}
+    missing = [d for d in needed if d not in complete]
+    if stored and stored[-1] in needed and stored[-1] not in missing:
+        missing.append(stored[-1])
+    return [pd.Timestamp(d) for d in needed], sorted(missing)
 
 
 def ingest_market_data(
@@ -187,8 +319,12 @@ def ingest_market_data(
     max_attempts: int = 4,
     backoff_seconds: float = 1.0,
     warmup_sessions: int = WARMUP_SESSIONS,
+    allow_partial: bool = False,
 ) -> IngestionReport:
-    """Fetch ``symbols`` plus ^GSPC and ^VIX for the window [start, end) and write the input files."""
+    """Make the bar store hold ``symbols`` plus ^GSPC and ^VIX for the sessions [start, end) and
+    the ``warmup_sessions`` before them, fetching from Yahoo only what the store lacks (plus its
+    latest session). Bars that have not ended at ``now`` are not stored. A stock that fails stops
+    the ingestion before anything is written, unless ``allow_partial``."""
     import yfinance as yf
 
     # yfinance logs per-ticker failures and returns empty frames by default. history(raise_errors=True)
@@ -196,22 +332,25 @@ def ingest_market_data(
     # YFTzMissingError ("possibly delisted"), which would look permanent. The config switch makes
     # every failure raise with its real type, so each one is classified (retry or not) and reported.
     yf.config.debug.hide_exceptions = False
-    stocks = [s for s in validate_symbols(list(symbols)) if s not in (MARKET_INDEX, VOLATILITY_INDEX)]
-    if not stocks:
-        raise ValueError("symbols: no stock to ingest (^GSPC and ^VIX are added by themselves)")
     try:
-        first_day, end_day = pd.Timestamp(start).normalize(), pd.Timestamp(end).normalize()
-    except ValueError as exc:
-        raise ValueError(f"start/end: {exc}") from None
-    if first_day.tzinfo is not None:
-        first_day, end_day = first_day.tz_localize(None), end_day.tz_localize(None)
+        stocks = [s for s in validate_symbols(list(symbols)) if s not in (MARKET_INDEX, VOLATILITY_INDEX)]
+    except SymbolError as exc:
+        raise RequestError(f"symbols: {exc}") from None
+    if not stocks:
+        raise RequestError("symbols: no stock to ingest (^GSPC and ^VIX are added by themselves)")
+    first_day, end_day = parse_day(start, "start"), parse_day(end, "end")
     if first_day >= end_day:
-        raise ValueError(f"start ({first_day.date()}) must be before end ({end_day.date()})")
-    calendar = _calendar()
-    sessions = calendar.sessions_in_range(first_day, end_day - pd.Timedelta(days=1))
-    if sessions.empty:
-        raise ValueError(f"no NYSE session between start {first_day.date()} and end {end_day.date()}")
-    fetch_start = calendar.sessions_window(sessions[0], -(warmup_sessions + 1))[0]
+        raise RequestError(f"start ({first_day.date()}) must be before end ({end_day.date()})")
+    tickers = [*stocks, MARKET_INDEX, VOLATILITY_INDEX]
+    store = BarStore(storage)
+    needed, missing = plan_fetch(store, tickers, first_day, end_day, warmup_sessions)
+    report = IngestionReport(start=str(first_day.date()), end=str(end_day.date()), fetch_start="")
+    if not missing:
+        report.status = "up-to-date"
+        storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
+        return report
+    fetch_start = pd.Timestamp(missing[0])
+    report.fetch_start = str(fetch_start.date())
     oldest = (_utc(now) - pd.Timedelta(days=YAHOO_INTRADAY_DAYS)).tz_localize(None)
     if fetch_start < oldest.normalize() + pd.Timedelta(days=1):
         raise RangeNotAvailableError(
@@ -219,10 +358,6 @@ def ingest_market_data(
             f"(with {warmup_sessions} sessions of warm-up), older than Yahoo's limit: "
             f"1h bars exist only for the last {YAHOO_INTRADAY_DAYS} days"
         )
-    report = IngestionReport(
-        start=str(first_day.date()), end=str(end_day.date()), fetch_start=str(fetch_start.date())
-    )
-    tickers = [*stocks, MARKET_INDEX, VOLATILITY_INDEX]
     fetch_args = (str(fetch_start.date()), str(end_day.date()), session, max_attempts, backoff_seconds)
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         fetched = dict(zip(tickers, pool.map(lambda t: _fetch(t, *fetch_args), tickers), strict=True))
@@ -232,22 +367,59 @@ def ingest_market_data(
     failure_text = "; ".join(f"{r.symbol}: {r.error}" for r in failed)
     market_failed = [r.symbol for r in failed if r.symbol in (MARKET_INDEX, VOLATILITY_INDEX)]
     stocks_ok = [s for s in stocks if fetched[s][1].status == "ok"]
-    if market_failed or not stocks_ok:
+    if market_failed or not stocks_ok or (failed and not allow_partial):
         report.status = "failed"
         storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
-        what = f"market data {', '.join(market_failed)} missing" if market_failed else "every stock failed"
-        raise IngestionError(f"ingestion failed, {what}: {failure_text}")
+        if market_failed or not stocks_ok:
+            what = (
+                f"market data {', '.join(market_failed)} missing" if market_failed else "every stock failed"
+            )
+            raise IngestionError(f"ingestion failed, {what}, nothing written: {failure_text}")
+        raise PartialIngestionError(
+            f"ingestion incomplete, nothing written ({len(failed)} of {len(tickers)} tickers failed; "
+            f"allow_partial keeps the others): {failure_text}"
+        )
 
-    spx = fetched[MARKET_INDEX][0]
-    holdings = pd.concat([fetched[s][0].assign(contract=s) for s in stocks_ok], ignore_index=True)
+    spx = _ended(fetched[MARKET_INDEX][0], now)
+    holdings = pd.concat(
+        [_ended(fetched[s][0], now).assign(contract=s) for s in stocks_ok], ignore_index=True
+    )
     vix = align_vix(fetched[VOLATILITY_INDEX][0], spx["timestamp"])
-    in_window = spx["timestamp"][(spx["timestamp"] >= sessions[0].tz_localize(layout.EXCHANGE_TZ))]
-    if in_window.empty:
+    if spx.empty:
         report.status = "failed"
         storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
-        raise IngestionError(f"no ^GSPC bar between {first_day.date()} and {end_day.date()}")
-    window = AnalysisWindow(in_window.min(), bar_ends(pd.Series([in_window.max()])).iloc[0])
-    report.written = write_inputs(storage, InputData(holdings=holdings, vix=vix, spx=spx, window=window))
+        raise IngestionError(f"no ended ^GSPC bar between {fetch_start.date()} and {end_day.date()}")
+    window = AnalysisWindow(spx["timestamp"].min(), bar_ends(spx["timestamp"].tail(1)).iloc[0])
+    written = store.write(
+        InputData(holdings=holdings, vix=vix, spx=spx, window=window), source="Yahoo Finance"
+    )
+    report.written = written.to_dict()
     report.status = "partial" if failed else "ok"
     storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
     return report
+
+
+def _ended(bars: pd.DataFrame, now) -> pd.DataFrame:
+    """The bars that have ended by ``now``: a bar still trading would be stored with a provisional
+    close (it is fetched again, complete, by the next ingestion)."""
+    if bars.empty:
+        return bars
+    ended = bar_ends(bars["timestamp"]).to_numpy() <= _utc(now).tz_convert(layout.EXCHANGE_TZ)
+    return bars[ended].reset_index(drop=True)
+
+
+def parse_day(value: object, name: str) -> pd.Timestamp:
+    """A date given as ISO YYYY-MM-DD (a string or a date), or a RequestError naming ``name``."""
+    import datetime as dt
+    import re
+
+    if isinstance(value, pd.Timestamp | dt.date):
+        text = value.strftime("%Y-%m-%d")
+    elif isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        text = value.strip()
+    else:
+        raise RequestError(f"{name}={value!r} must be a date YYYY-MM-DD")
+    try:
+        return pd.Timestamp(text)
+    except ValueError as exc:
+        raise RequestError(f"{name}={value!r} is not a valid date: {exc}") from None

@@ -1,8 +1,9 @@
-"""The three input files (holdings, VIX, S&P 500): one reader and one writer for every producer.
+"""Bars in memory: the analysis window and the (holdings, ^VIX, ^GSPC) frames every layer passes.
 
 Producers (the sample-data generator, the real-bar loader, Yahoo ingestion) build an
-:class:`InputData` and call :func:`write_inputs`; consumers call :func:`read_inputs`. Both check
-the schema, so a corrupt or foreign file fails with a message naming the file and the column.
+:class:`InputData` and hand it to the bar store (trading_lib.store), which persists it; readers get
+an :class:`InputData` back from the store. :func:`normalise_bars` checks the schema, so a foreign
+frame fails with a message naming the source and the column.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from dataclasses import dataclass
 import pandas as pd
 
 from trading_lib import layout
-from trading_lib.storage import CorruptInputError, Storage
+from trading_lib.errors import BadDataError
 
 
-class InputDataError(ValueError):
+class InputDataError(BadDataError):
     """Input data that violates the schema; the message names the file and the problem."""
 
 
@@ -68,60 +69,10 @@ def normalise_bars(frame: pd.DataFrame, columns: list[str], name: str) -> pd.Dat
             out[column] = pd.to_numeric(out[column]).astype("float64")
         except (ValueError, TypeError) as exc:
             raise InputDataError(f"{name}: column {column} is not numeric: {exc}") from None
-    if "contract" in columns:
-        out["contract"] = out["contract"].astype("string[python]").astype(object)
-        out = out.sort_values(["contract", "timestamp"], kind="stable")
+    key = next((c for c in ("contract", "symbol") if c in columns), None)
+    if key:
+        out[key] = out[key].astype("string[python]").astype(object)
+        out = out.sort_values([key, "timestamp"], kind="stable")
     else:
         out = out.sort_values("timestamp", kind="stable")
     return out.reset_index(drop=True)
-
-
-def write_inputs(storage: Storage, data: InputData) -> dict[str, int]:
-    """Write the three files atomically, the analysis window in each one's metadata. Returns rows."""
-    frames = {
-        layout.HOLDINGS_KEY: normalise_bars(data.holdings, layout.HOLDINGS_COLUMNS, layout.HOLDINGS_KEY),
-        layout.VIX_KEY: normalise_bars(data.vix, layout.BAR_COLUMNS, layout.VIX_KEY),
-        layout.SPX_KEY: normalise_bars(data.spx, layout.BAR_COLUMNS, layout.SPX_KEY),
-    }
-    metadata = data.window.as_metadata()
-    for key, frame in frames.items():
-        storage.write_parquet(key, frame, metadata)
-    return {key: len(frame) for key, frame in frames.items()}
-
-
-def read_window(storage: Storage) -> AnalysisWindow:
-    metadata = storage.read_parquet_metadata(layout.HOLDINGS_KEY)
-    try:
-        return AnalysisWindow.parse(metadata[layout.WINDOW_START_KEY], metadata[layout.WINDOW_END_KEY])
-    except KeyError:
-        raise CorruptInputError(
-            f"{storage.url(layout.HOLDINGS_KEY)} has no analysis window in its metadata "
-            f"({layout.WINDOW_START_KEY}/{layout.WINDOW_END_KEY}); "
-            "write it with trading_lib.inputs.write_inputs"
-        ) from None
-    except ValueError as exc:
-        raise CorruptInputError(f"{storage.url(layout.HOLDINGS_KEY)}: bad analysis window: {exc}") from None
-
-
-def read_inputs(storage: Storage, contracts: list[str] | None = None) -> InputData:
-    """Read (and schema-check) the three input files; ``contracts`` limits the holdings read."""
-    filters = [("contract", "in", list(contracts))] if contracts else None
-    try:
-        holdings = normalise_bars(
-            storage.read_parquet(layout.HOLDINGS_KEY, filters=filters),
-            layout.HOLDINGS_COLUMNS,
-            layout.HOLDINGS_KEY,
-        )
-        vix = normalise_bars(storage.read_parquet(layout.VIX_KEY), layout.BAR_COLUMNS, layout.VIX_KEY)
-        spx = normalise_bars(storage.read_parquet(layout.SPX_KEY), layout.BAR_COLUMNS, layout.SPX_KEY)
-    except InputDataError as exc:
-        raise CorruptInputError(f"{storage.root}/{exc}") from None
-    return InputData(holdings=holdings, vix=vix, spx=spx, window=read_window(storage))
-
-
-def read_contracts(storage: Storage) -> list[str]:
-    """The contracts present in the holdings file (reads one column)."""
-    frame = storage.read_parquet(layout.HOLDINGS_KEY, columns=["contract"])
-    if "contract" not in frame.columns:
-        raise CorruptInputError(f"{storage.url(layout.HOLDINGS_KEY)}: missing column contract")
-    return sorted(frame["contract"].astype(str).unique().tolist())

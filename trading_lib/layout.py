@@ -1,39 +1,40 @@
 """Data schemas, storage keys and partition keys: the contract between every layer.
 
-All keys are relative to the data root (settings.data_root), local or s3://.
+All keys are relative to the data root (settings.data_root), local or s3://. docs/history.md
+explains the choices.
 
-    input/spx_holdings_hourly.parquet          contract, timestamp, open, high, low, close, volume
-    input/vix_hourly.parquet                   timestamp, open, high, low, close, volume
-    input/spx_hourly.parquet                   timestamp, open, high, low, close, volume
-    output/trading-results/<CONTRACT>/<YYYYMMDD_HHMMSS>.parquet   one row, RESULT_COLUMNS
-    output/reports/<name>.json                 reports shown in the Airflow UI
+    bars/<YYYY-MM-DD>.parquet                           the bar store: one file per session date,
+                                                        every symbol (stocks, ^GSPC, ^VIX): BAR_STORE_COLUMNS
+    output/trading-results/<YYYY-MM-DD>/<SEG>_<HHMMSS>.parquet   one file per partition: RESULT_COLUMNS
+    output/trading-results/<YYYY-MM-DD>.parquet         roll-up of that session's partition results
+    output/runs/<run_id>/run.json                       one record per orchestrator run
+    output/runs/<run_id>/portfolio.json                 that run's portfolio report
+    output/runs/latest.json                             a copy of the newest run record
+    output/reports/<name>.json                          the latest reports shown in the Airflow UI
 
-``timestamp`` is the bar START, tz-aware in America/New_York (as Yahoo labels 1h bars); the file
-name of a partition is that local time. The input files carry the analysis window as parquet
-key-value metadata (WINDOW_START_KEY / WINDOW_END_KEY): bars before it are warm-up history for beta.
+``timestamp`` is the bar START, tz-aware in America/New_York (as Yahoo labels 1h bars); a bar's
+session date is its local date. <SEG> is the contract as a path segment (symbols.symbol_to_segment).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from trading_lib.symbols import symbol_to_segment, validate_symbol
+from trading_lib.errors import BadInputError
+from trading_lib.symbols import segment_to_symbol, symbol_to_segment
 
 EXCHANGE_TZ = "America/New_York"
 TIMESTAMP_UNIT = "us"
 
-HOLDINGS_KEY = "input/spx_holdings_hourly.parquet"
-VIX_KEY = "input/vix_hourly.parquet"
-SPX_KEY = "input/spx_hourly.parquet"
-INPUT_KEYS = (HOLDINGS_KEY, VIX_KEY, SPX_KEY)
+BARS_PREFIX = "bars"
 RESULTS_PREFIX = "output/trading-results"
+RUNS_PREFIX = "output/runs"
 REPORTS_PREFIX = "output/reports"
-
-WINDOW_START_KEY = "trading.window_start"
-WINDOW_END_KEY = "trading.window_end"
+LATEST_RUN_KEY = f"{RUNS_PREFIX}/latest.json"
 
 BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
 HOLDINGS_COLUMNS = ["contract", *BAR_COLUMNS]
+BAR_STORE_COLUMNS = ["symbol", *BAR_COLUMNS]
 
 # One partition's result row (contract x timestamp).
 RESULT_COLUMNS = [
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # pandas stays out of module import: DAG files import this mo
     import pandas as pd
 
 
-class PartitionKeyError(ValueError):
+class PartitionKeyError(BadInputError):
     """A timestamp that cannot name a partition; the message names it."""
 
 
@@ -104,8 +105,13 @@ def partition_label(ts: pd.Timestamp) -> str:
     return to_exchange_time(ts).isoformat()
 
 
-def partition_file_stem(ts: pd.Timestamp) -> str:
-    return to_exchange_time(ts).strftime("%Y%m%d_%H%M%S")
+def session_date(ts: pd.Timestamp) -> str:
+    """The session date (exchange-local calendar date) of a bar, YYYY-MM-DD."""
+    return to_exchange_time(ts).strftime("%Y-%m-%d")
+
+
+def bars_key(day: str) -> str:
+    return f"{BARS_PREFIX}/{day}.parquet"
 
 
 def result_key(contract: str, ts: pd.Timestamp) -> str:
@@ -113,12 +119,27 @@ def result_key(contract: str, ts: pd.Timestamp) -> str:
 
 
 def result_relative_key(contract: str, ts: pd.Timestamp) -> str:
-    """Key of a partition result inside the trading-results folder: <CONTRACT>/<YYYYMMDD_HHMMSS>.parquet."""
-    return f"{symbol_to_segment(contract)}/{partition_file_stem(ts)}.parquet"
+    """Key of a partition result inside the trading-results folder: <YYYY-MM-DD>/<SEG>_<HHMMSS>.parquet
+    (grouped by session, so one listing finds a session's results for its roll-up)."""
+    local = to_exchange_time(ts)
+    return f"{local.strftime('%Y-%m-%d')}/{symbol_to_segment(contract)}_{local.strftime('%H%M%S')}.parquet"
 
 
-def contract_results_prefix(contract: str) -> str:
-    return f"{RESULTS_PREFIX}/{symbol_to_segment(validate_symbol(contract))}"
+def parse_result_name(name: str) -> str:
+    """The contract of a result file name <SEG>_<HHMMSS>.parquet (the inverse of result_relative_key)."""
+    return segment_to_symbol(name.rsplit("/", 1)[-1].removesuffix(".parquet").rsplit("_", 1)[0])
+
+
+def daily_relative_key(day: str) -> str:
+    """The roll-up of a session's results, beside its folder: <YYYY-MM-DD>.parquet."""
+    return f"{day}.parquet"
+
+
+def run_key(run_id: str, name: str) -> str:
+    """Key of a file of one orchestrator run, e.g. run_key(rid, "run") -> output/runs/<rid>/run.json."""
+    if not run_id or "/" in run_id or run_id in (".", ".."):
+        raise ValueError(f"bad run id {run_id!r}")
+    return f"{RUNS_PREFIX}/{run_id}/{name}.json"
 
 
 def report_key(name: str, suffix: str = "json") -> str:

@@ -7,40 +7,40 @@ code path and write the same bytes.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
 from trading_lib import layout
-from trading_lib.inputs import (
-    AnalysisWindow,
-    InputData,
-    read_contracts,
-    read_inputs,
-    read_window,
-    write_inputs,
-)
+from trading_lib.errors import RequestError
+from trading_lib.inputs import AnalysisWindow
 from trading_lib.settings import Settings, load_settings
 from trading_lib.storage import MissingInputError, Storage
-from trading_lib.symbols import SymbolError, segment_to_symbol, symbol_to_segment, validate_symbol
+from trading_lib.store import BarStore
+from trading_lib.symbols import SymbolError, symbol_to_segment, validate_symbol
 
 VALIDATION_REPORT = "validation"
 PORTFOLIO_REPORT = "portfolio"
-MANIFEST_REPORT = "pipeline/manifest"
+DEFAULT_WINDOW_BARS = 24  # a manual run without a window analyses the last 24 stored bars
+WARMUP_SESSIONS = 11  # sessions before a window that validation checks too (what beta reads)
+GRID_LIMIT = 10_000  # partitions listed in a report's grid (the newest ones)
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+# Kept for callers that name the old class: a request the data cannot satisfy.
+PipelineInputError = RequestError
 
 
-class PipelineInputError(ValueError):
-    """A request (CLI arguments or DAG conf) the data cannot satisfy; the message names the field."""
+def open_storage(settings: Settings | None = None, root: str | None = None) -> Storage:
+    """The data root (or ``root``) as a Storage, for everything that is not Airflow (CLI, pods,
+    tests, benchmarks); s3:// reads the usual AWS_* environment."""
+    return Storage(root or (settings or load_settings()).data_root)
 
 
-def open_storage(settings: Settings | None = None, fs=None) -> Storage:
-    settings = settings or load_settings()
-    return Storage(settings.data_root, fs=fs)
-
-
-# -- layer 0: sample data -----------------------------------------------------------------------
+# -- sample data --------------------------------------------------------------------------------
 def generate_inputs(
     storage: Storage,
     *,
@@ -48,67 +48,90 @@ def generate_inputs(
     real_folder: str | None = None,
     seed: int = 42,
     anomalies: Any = None,
+    start: str = "2024-01-02",
 ) -> dict[str, Any]:
-    """Write the three input files: generated sample data, or the real bars in ``real_folder``."""
+    """Write generated sample bars, or the real bars in ``real_folder``, into the bar store."""
     from trading_lib import sample_data
 
     if real_folder:
         data = sample_data.load_real_bars(real_folder)
     else:
-        data = sample_data.generate_sample_data(num_contracts=num_contracts, seed=seed, anomalies=anomalies)
-    written = write_inputs(storage, data)
+        data = sample_data.generate_sample_data(
+            num_contracts=num_contracts, seed=seed, anomalies=anomalies, start=start
+        )
+    written = BarStore(storage).write(data, source="real bars" if real_folder else "sample data")
     return {
         "contracts": data.contracts,
         "window_start": data.window.start.isoformat(),
         "window_end": data.window.end.isoformat(),
-        "rows": written,
+        "store": written.to_dict(),
     }
 
 
-# -- layer 2: validation ------------------------------------------------------------------------
-def validate(storage: Storage, contracts: Sequence[str] | None = None) -> dict[str, Any]:
-    """Validate the inputs, write the report, return {status, summary, report (key), issues (count)}."""
-    from trading_lib.validation import validate_inputs
+# -- the request's window and contracts ---------------------------------------------------------
+def resolve_window(
+    storage: Storage, start: object = None, end: object = None, bars: int = DEFAULT_WINDOW_BARS
+) -> AnalysisWindow:
+    """The analysis window: the one given (both bounds), else the last ``bars`` stored bars."""
+    if start is None and end is None:
+        return BarStore(storage).latest_window(bars)
+    if start is None or end is None:
+        raise RequestError("window_start and window_end must be given together")
+    try:
+        return AnalysisWindow.parse(start, end)
+    except layout.PartitionKeyError as exc:
+        raise RequestError(f"window: {exc}") from None
+    except ValueError as exc:
+        raise RequestError(f"window_start/window_end: {exc}") from None
 
-    data = read_inputs(storage)
-    report = validate_inputs(data, list(contracts) if contracts else None)
-    key = layout.report_key(VALIDATION_REPORT)
-    storage.write_json(key, report.to_dict())
-    return {
-        "status": report.status,
-        "summary": report.summary_text(),
-        "issues": len(report.issues),
-        "report": storage.url(key),
-    }
 
-
-# -- layer 3: selecting the work ----------------------------------------------------------------
-def select_contracts(storage: Storage, num_contracts: int) -> list[str]:
-    """The first ``num_contracts`` contracts of the input (sorted), or an error naming num_contracts."""
-    available = read_contracts(storage)
+def select_contracts(storage: Storage, num_contracts: int, window: AnalysisWindow) -> list[str]:
+    """The first ``num_contracts`` contracts (sorted) with bars in ``window``."""
     if not isinstance(num_contracts, int) or isinstance(num_contracts, bool) or num_contracts < 1:
-        raise PipelineInputError(f"num_contracts={num_contracts!r} must be a positive integer")
+        raise RequestError(f"num_contracts={num_contracts!r} must be a positive integer")
+    available = BarStore(storage).contracts(window)
     if num_contracts > len(available):
-        raise PipelineInputError(
-            f"num_contracts={num_contracts} is larger than the {len(available)} contracts in the input"
+        raise RequestError(
+            f"num_contracts={num_contracts} is larger than the {len(available)} contracts with bars "
+            f"between {window.start.isoformat()} and {window.end.isoformat()}"
         )
     return available[:num_contracts]
 
 
-def resolve_window(storage: Storage, start: object = None, end: object = None) -> AnalysisWindow:
-    """The analysis window: the one given (both bounds), else the one recorded in the input files."""
-    if start is None and end is None:
-        return read_window(storage)
-    if start is None or end is None:
-        raise PipelineInputError("window_start and window_end must be given together")
-    try:
-        return AnalysisWindow.parse(start, end)
-    except layout.PartitionKeyError as exc:
-        raise PipelineInputError(f"window: {exc}") from None
-    except ValueError as exc:
-        raise PipelineInputError(f"window_start/window_end: {exc}") from None
+# -- validation ---------------------------------------------------------------------------------
+def validate(
+    storage: Storage,
+    window: AnalysisWindow | None = None,
+    contracts: Sequence[str] | None = None,
+    run_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate the window's bars and the warm-up sessions before it (what the partitions read);
+    write the report (and the run's copy). Returns {status, summary, issues, report}."""
+    from trading_lib.validation import validate_inputs
+
+    window = window or resolve_window(storage)
+    data = BarStore(storage).input_data(
+        window, list(contracts) if contracts else None, warmup_sessions=WARMUP_SESSIONS
+    )
+    validation = validate_inputs(data, list(contracts) if contracts else None)
+    report = validation.to_dict() | {
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "run_id": run_id,
+    }
+    key = layout.report_key(VALIDATION_REPORT)
+    storage.write_json(key, report)
+    if run_id:
+        storage.write_json(layout.run_key(run_id, VALIDATION_REPORT), report)
+    return {
+        "status": validation.status,
+        "summary": report["summary"],
+        "issues": len(validation.issues),
+        "report": key,
+    }
 
 
+# -- partitions ---------------------------------------------------------------------------------
 def list_partitions(
     storage: Storage,
     contract: str,
@@ -116,66 +139,74 @@ def list_partitions(
     window: AnalysisWindow | None = None,
     timestamps: Sequence[object] | None = None,
 ) -> list[str]:
-    """Partition labels (ISO timestamps) of ``contract``: ``timestamps`` if given (each must be one
-    of its bars), else its bars inside the analysis window."""
+    """Partition timestamps (ISO) of ``contract``: ``timestamps`` if given (each must be a stored bar
+    of the contract), else its stored bars inside ``window``."""
     try:
         contract = validate_symbol(contract)
     except SymbolError as exc:
-        raise PipelineInputError(f"contract: {exc}") from None
-    bars = storage.read_parquet(
-        layout.HOLDINGS_KEY, columns=["timestamp"], filters=[("contract", "==", contract)]
-    )
-    if bars.empty:
-        raise PipelineInputError(f"contract: {contract!r} is not in {storage.url(layout.HOLDINGS_KEY)}")
-    available = pd.DatetimeIndex(layout.to_exchange_time(bars["timestamp"]))
+        raise RequestError(f"contract: {exc}") from None
+    store = BarStore(storage)
     if timestamps is not None:
         if isinstance(timestamps, str) or not isinstance(timestamps, Sequence) or not timestamps:
-            raise PipelineInputError(
-                f"timestamps={timestamps!r} must be a non-empty list of ISO 8601 date-times"
-            )
+            raise RequestError(f"timestamps={timestamps!r} must be a non-empty list of ISO 8601 date-times")
         wanted = []
         for index, value in enumerate(timestamps):
             try:
-                ts = layout.parse_partition_timestamp(value)
+                wanted.append(layout.parse_partition_timestamp(value))
             except layout.PartitionKeyError as exc:
-                raise PipelineInputError(f"timestamps[{index}]: {exc}") from None
+                raise RequestError(f"timestamps[{index}]: {exc}") from None
+        span = AnalysisWindow(min(wanted), max(wanted) + pd.Timedelta(microseconds=1))
+        available = store.bar_times(contract, span)
+        for index, ts in enumerate(wanted):
             if ts not in available:
-                raise PipelineInputError(
-                    f"timestamps[{index}]: {value!r} is not a bar of {contract} in the input"
+                raise RequestError(
+                    f"timestamps[{index}]: {timestamps[index]!r} is not a stored bar of {contract}"
                 )
-            wanted.append(ts)
         return [layout.partition_label(ts) for ts in sorted(set(wanted))]
-    window = window or read_window(storage)
-    selected = available[(available >= window.start) & (available < window.end)].unique().sort_values()
-    return [ts.isoformat() for ts in selected]
+    window = window or resolve_window(storage)
+    times = store.bar_times(contract, window)
+    if times.empty:
+        raise RequestError(
+            f"contract: {contract!r} has no stored bar between {window.start.isoformat()} "
+            f"and {window.end.isoformat()}"
+        )
+    return [ts.isoformat() for ts in times]
 
 
-def chunk_partitions(labels: Sequence[str], max_map_length: int) -> list[list[str]]:
+def chunk_partitions(timestamps: Sequence[str], max_map_length: int) -> list[list[str]]:
     """One partition per mapped task instance; past ``max_map_length`` partitions (Airflow's
     [core] max_map_length), consecutive partitions are grouped into equal chunks so the number of
     mapped instances stays within the limit."""
     if max_map_length < 1:
         raise ValueError("max_map_length must be positive")
-    size = max(1, math.ceil(len(labels) / max_map_length))
-    return [list(labels[i : i + size]) for i in range(0, len(labels), size)]
+    size = max(1, math.ceil(len(timestamps) / max_map_length))
+    return [list(timestamps[i : i + size]) for i in range(0, len(timestamps), size)]
 
 
-# -- layer 5: partitions ------------------------------------------------------------------------
-def run_partitions(storage: Storage, contract: str, timestamps: Sequence[object]) -> list[dict[str, Any]]:
-    """Analyse and write each (contract, timestamp) partition; returns what was written."""
-    from trading_lib.analytics import analyze_partition
+def analyze_partition(storage: Storage, contract: str, timestamps: Sequence[object]) -> list[dict[str, Any]]:
+    """Analyse and write each (contract, timestamp) partition: read its look-back from the bar
+    store, check it against the data contract, compute its row, write its file. Returns one dict
+    per partition: contract, timestamp, signal, beta, key, bytes."""
+    from trading_lib.analytics import BETA_WINDOW_BARS, partition_row
+    from trading_lib.bar_contract import check_bars
 
+    contract = validate_symbol(contract)
+    store = BarStore(storage)
     written = []
     for value in timestamps:
-        row = analyze_partition(storage, contract, value)
-        ts = layout.to_exchange_time(row["timestamp"].iloc[0])
+        ts = layout.parse_partition_timestamp(value)
+        bars = store.lookback(contract, ts, BETA_WINDOW_BARS + 1)
+        check_bars(bars, f"{storage.url(layout.BARS_PREFIX)} (look-back of {contract} {ts.isoformat()})")
+        row = partition_row(bars, contract, ts)
         key = layout.result_key(contract, ts)
         size = storage.write_parquet(key, row)
+        beta = float(row["beta"].iloc[0])
         written.append(
             {
-                "contract": str(row["contract"].iloc[0]),
+                "contract": contract,
                 "timestamp": ts.isoformat(),
                 "signal": str(row["signal"].iloc[0]),
+                "beta": beta if math.isfinite(beta) else None,
                 "key": key,
                 "bytes": size,
             }
@@ -183,7 +214,6 @@ def run_partitions(storage: Storage, contract: str, timestamps: Sequence[object]
     return written
 
 
-# -- layer 4: per-symbol summary -----------------------------------------------------------------
 def summarize_symbol(
     storage: Storage, contract: str, timestamps: Sequence[str], run_id: str | None = None
 ) -> dict[str, Any]:
@@ -208,87 +238,209 @@ def summarize_symbol(
     return summary
 
 
-def write_manifest(
-    storage: Storage, *, contracts: Sequence[str], window: AnalysisWindow, **extra: Any
-) -> str:
-    """Record what a pipeline run covers; aggregation reads it to know which partitions to expect."""
-    key = layout.report_key(MANIFEST_REPORT)
-    storage.write_json(
-        key,
-        {
-            "contracts": list(contracts),
-            "window_start": window.start.isoformat(),
-            "window_end": window.end.isoformat(),
-        }
-        | extra,
-    )
-    return key
+# -- run records --------------------------------------------------------------------------------
+def record_run(storage: Storage, run_id: str, **fields: Any) -> dict[str, Any]:
+    """Create or update the record of orchestrator run ``run_id`` (output/runs/<run_id>/run.json);
+    output/runs/latest.json copies the newest record (by creation)."""
+    key = layout.run_key(run_id, "run")
+    now = _now()
+    record = storage.read_json(key) if storage.exists(key) else {"run_id": run_id, "created_at": now}
+    record.update(fields)
+    record["updated_at"] = now
+    storage.write_json(key, record)
+    latest = storage.read_json(layout.LATEST_RUN_KEY) if storage.exists(layout.LATEST_RUN_KEY) else None
+    if (
+        latest is None
+        or latest.get("run_id") == run_id
+        or latest.get("created_at", "") <= record["created_at"]
+    ):
+        storage.write_json(layout.LATEST_RUN_KEY, record)
+    return record
 
 
-# -- layer 6: portfolio -------------------------------------------------------------------------
-def aggregate(storage: Storage, results_storage: Storage | None = None) -> dict[str, Any]:
-    """Compute the portfolio report from what is in storage and write reports/portfolio.json.
+def read_run(storage: Storage, run_id: str) -> dict[str, Any] | None:
+    key = layout.run_key(run_id, "run")
+    return storage.read_json(key) if storage.exists(key) else None
 
-    Scope: the contracts and window of the last pipeline manifest, else every contract with
-    results and the input's window. ``results_storage`` is the trading-results folder (default:
-    <data root>/output/trading-results). Expected partitions that have no file are reported.
+
+# -- portfolio ----------------------------------------------------------------------------------
+def aggregate(
+    storage: Storage,
+    *,
+    run_ids: Sequence[str] = (),
+    period_start: str | None = None,
+    period_end: str | None = None,
+    aggregation_run_id: str | None = None,
+    results_storage: Storage | None = None,
+) -> dict[str, Any]:
+    """Portfolio reports from what is stored: one over a period (default: every session with results;
+    ``period_start``/``period_end`` are inclusive dates) written to reports/portfolio.json, and one
+    per orchestrator run in ``run_ids`` written to output/runs/<run_id>/portfolio.json.
+
+    Trade outcomes come from the bar store, so a trade closes as soon as its next bar is stored,
+    whichever run stored it. Partition results are read through per-session roll-ups, rebuilt only
+    when the session's result files changed. Returns the period summary plus, per run, its
+    missing partitions.
     """
     from trading_lib.portfolio import build_portfolio_report
 
+    explicit_results = results_storage is not None
     results_storage = results_storage or storage.child(layout.RESULTS_PREFIX)
-    manifest_key = layout.report_key(MANIFEST_REPORT)
-    if storage.exists(manifest_key):
-        manifest = storage.read_json(manifest_key)
-        contracts = list(manifest["contracts"])
-        window = AnalysisWindow.parse(manifest["window_start"], manifest["window_end"])
-    else:
-        contracts = sorted({key.split("/", 1)[0] for key in results_storage.list_keys("", suffix=".parquet")})
-        contracts = [segment_to_symbol(segment) for segment in contracts]
-        if not contracts:
-            raise MissingInputError(f"no partition results under {results_storage.root}")
-        window = read_window(storage)
-
-    data: InputData = read_inputs(storage, contracts)
-    holdings = data.holdings
-    expected = holdings.loc[window.contains(holdings["timestamp"]), ["contract", "timestamp"]].reset_index(
-        drop=True
-    )
-    first, last = layout.partition_file_stem(window.start), layout.partition_file_stem(window.end)
-    keys = [
-        key
-        for contract in contracts
-        for key in results_storage.list_keys(symbol_to_segment(contract), suffix=".parquet")
-        if first <= key.rsplit("/", 1)[-1].removesuffix(".parquet") < last
-    ]
-    results = results_storage.read_parquet_many(keys)
-    if not results.empty:
-        results["timestamp"] = layout.to_exchange_time(results["timestamp"])
-        results = results.sort_values(["contract", "timestamp"], kind="stable").reset_index(drop=True)
-    else:
-        results = pd.DataFrame(columns=layout.RESULT_COLUMNS)
-    report = build_portfolio_report(results, holdings, expected)
-    payload = report.to_dict()
-    payload["scope"] = {
-        "contracts": contracts,
-        "window_start": window.start.isoformat(),
-        "window_end": window.end.isoformat(),
-        "results_root": results_storage.root,
+    for name, value in (("period_start", period_start), ("period_end", period_end)):
+        if value is not None and not (isinstance(value, str) and _DAY.match(value)):
+            raise RequestError(f"{name}={value!r} must be a date YYYY-MM-DD")
+    if period_start and period_end and period_start > period_end:
+        raise RequestError(f"period_start ({period_start}) is after period_end ({period_end})")
+    days = [d for d in results_storage.list_folders("") if _DAY.match(d)]
+    if explicit_results and not days:
+        raise MissingInputError(
+            f"{results_storage.root} holds no partition results (no <YYYY-MM-DD>/ folder)"
+        )
+    runs = [run for run in (read_run(storage, rid) for rid in run_ids) if run is not None]
+    if not days and not runs:
+        raise MissingInputError(f"no partition results under {results_storage.root}")
+    start = period_start or (days[0] if days else "0000-00-00")
+    end = period_end or (days[-1] if days else "9999-99-99")
+    period_days = [d for d in days if start <= d <= end]
+    run_days = {
+        d
+        for run in runs
+        for d in days
+        if layout.session_date(pd.Timestamp(run["window_start"]))
+        <= d
+        <= layout.session_date(pd.Timestamp(run["window_end"]))
     }
-    payload["partitions"] = _partition_grid(results)
-    key = layout.report_key(PORTFOLIO_REPORT)
-    storage.write_json(key, payload)
-    return payload["summary"] | {"report": storage.url(key)}
+    results = _read_rollups(results_storage, sorted(set(period_days) | run_days))
+    bars = _outcome_bars(storage, results, sorted(set(period_days) | run_days))
+
+    produced = {"produced_at": _now(), "aggregation_run_id": aggregation_run_id}
+    in_period = (
+        results[results["timestamp"].dt.strftime("%Y-%m-%d").between(start, end)] if len(results) else results
+    )
+    expected = pd.concat([_expected(storage, run) for run in runs], ignore_index=True) if runs else None
+    if expected is not None and len(expected):
+        expected_days = expected["timestamp"].dt.strftime("%Y-%m-%d")
+        expected = expected[expected_days.between(start, end)]
+    period_report = build_portfolio_report(in_period, bars, expected).to_dict()
+    period_report["scope"] = {
+        "kind": "period",
+        "period_start": period_days[0] if period_days else period_start,
+        "period_end": period_days[-1] if period_days else period_end,
+        "contracts": sorted(set(in_period["contract"])) if len(in_period) else [],
+        "runs": [run["run_id"] for run in runs],
+    }
+    period_report["partitions"], period_report["partitions_truncated"] = _grid(in_period)
+    period_report.update(produced)
+    storage.write_json(layout.report_key(PORTFOLIO_REPORT), period_report)
+
+    run_summaries = {}
+    for run in runs:
+        window = AnalysisWindow.parse(run["window_start"], run["window_end"])
+        mine = (
+            results[results["contract"].isin(run["contracts"]) & window.contains(results["timestamp"])]
+            if len(results)
+            else results
+        )
+        report = build_portfolio_report(mine, bars, _expected(storage, run)).to_dict()
+        report["scope"] = {
+            "kind": "run",
+            "run_id": run["run_id"],
+            "window_start": run["window_start"],
+            "window_end": run["window_end"],
+            "period_start": layout.session_date(window.start),
+            "period_end": layout.session_date(window.end - pd.Timedelta(microseconds=1)),
+            "contracts": run["contracts"],
+        }
+        report["partitions"], report["partitions_truncated"] = _grid(mine)
+        report.update(produced)
+        storage.write_json(layout.run_key(run["run_id"], PORTFOLIO_REPORT), report)
+        run_summaries[run["run_id"]] = {
+            "missing_partitions": report["missing_partitions"],
+            "total_pnl": report["summary"]["total_pnl"],
+        }
+    return period_report["summary"] | {
+        "report": layout.report_key(PORTFOLIO_REPORT),
+        "period_start": period_report["scope"]["period_start"],
+        "period_end": period_report["scope"]["period_end"],
+        "runs": run_summaries,
+        "missing": period_report["missing_partitions"],
+    }
 
 
-def _partition_grid(results: pd.DataFrame) -> list[dict[str, Any]]:
+def _read_rollups(results: Storage, days: list[str]) -> pd.DataFrame:
+    """The partition results of ``days``, through one roll-up file per session: a roll-up is
+    rebuilt when the session's listing (names, sizes, modification times) differs from the one
+    it was built from, so a rewritten or new partition file is always seen."""
+    frames = []
+    for day in days:
+        entries = results.list_entries(day)
+        fingerprint = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()
+        key = layout.daily_relative_key(day)
+        if results.exists(key) and results.read_parquet_metadata(key).get("trading.sources") == fingerprint:
+            frames.append(results.read_parquet(key))
+            continue
+        keys = [f"{day}/{name}" for name in sorted(entries) if name.endswith(".parquet")]
+        frame = results.read_parquet_many(keys)
+        if frame.empty:
+            continue
+        frame = frame.sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
+        results.write_parquet(key, frame, {"trading.sources": fingerprint})
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype="float64") for c in layout.RESULT_COLUMNS}).assign(
+            contract=pd.Series(dtype=object),
+            signal=pd.Series(dtype=object),
+            timestamp=pd.Series(dtype=f"datetime64[us, {layout.EXCHANGE_TZ}]"),
+        )
+    out = pd.concat(frames, ignore_index=True)
+    out["timestamp"] = layout.to_exchange_time(out["timestamp"])
+    return out
+
+
+def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> pd.DataFrame:
+    """Closes of the results' contracts over ``days`` and the next stored session (each result's
+    next bar), as (contract, timestamp, close)."""
+    store = BarStore(storage)
+    stored = store.sessions()
+    if not days or not len(results):
+        return pd.DataFrame(
+            {
+                "contract": [],
+                "timestamp": pd.Series(dtype=f"datetime64[us, {layout.EXCHANGE_TZ}]"),
+                "close": [],
+            }
+        )
+    wanted = [d for d in stored if days[0] <= d <= days[-1]]
+    after = [d for d in stored if d > days[-1]][:1]
+    frame = store.read_sessions(
+        wanted + after, sorted(set(results["contract"])), ["symbol", "timestamp", "close"]
+    )
+    return frame.rename(columns={"symbol": "contract"})
+
+
+def _expected(storage: Storage, run: dict[str, Any]) -> pd.DataFrame:
+    """The partitions an orchestrator run was to produce: its contracts' stored bars in its window."""
+    window = AnalysisWindow.parse(run["window_start"], run["window_end"])
+    frame = BarStore(storage).read(window, list(run["contracts"]), columns=["symbol", "timestamp"])
+    frame = frame[(frame["timestamp"] >= window.start) & frame["symbol"].isin(run["contracts"])]
+    return frame.rename(columns={"symbol": "contract"})[["contract", "timestamp"]].reset_index(drop=True)
+
+
+def _grid(results: pd.DataFrame) -> tuple[list[dict[str, Any]], bool]:
     if results.empty:
-        return []
-    grid = results[["contract", "timestamp", "signal", "beta"]].copy()
+        return [], False
+    grid = results[["contract", "timestamp", "signal", "beta"]].sort_values(["timestamp", "contract"])
+    truncated = len(grid) > GRID_LIMIT
+    grid = grid.tail(GRID_LIMIT).copy()
     grid["timestamp"] = grid["timestamp"].map(lambda t: t.isoformat())
     grid["beta"] = grid["beta"].astype(object).where(grid["beta"].notna(), None)
-    return grid.to_dict(orient="records")
+    return grid.to_dict(orient="records"), truncated
 
 
 def _mean_or_none(values: pd.Series) -> float | None:
     finite = values.dropna()
     return float(finite.mean()) if len(finite) else None
+
+
+def _now() -> str:
+    return pd.Timestamp.now(tz="UTC").isoformat()

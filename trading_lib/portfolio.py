@@ -15,13 +15,14 @@ import numpy as np
 import pandas as pd
 
 from trading_lib import layout
+from trading_lib.errors import BadDataError
 
 BARS_PER_YEAR = 252 * 7  # regular-session hourly bars per year (Sharpe annualisation)
 NOTIONAL_PER_TRADE = 10_000.0  # USD committed by each BUY or SELL
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
 
 
-class PortfolioInputError(ValueError):
+class PortfolioInputError(BadDataError):
     """Results or bars the portfolio cannot be computed from; the message names the column or value."""
 
 
@@ -69,6 +70,7 @@ class PortfolioReport:
     summary: dict[str, Any]
     contracts: pd.DataFrame
     timeseries: pd.DataFrame
+    daily: pd.DataFrame
     missing_partitions: pd.DataFrame
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,6 +79,7 @@ class PortfolioReport:
             "summary": _json_safe(self.summary),
             "contracts": _records(self.contracts),
             "timeseries": _records(self.timeseries),
+            "daily": _records(self.daily),
             "missing_partitions": _records(self.missing_partitions),
         }
 
@@ -125,6 +128,23 @@ def build_portfolio_report(
     ).reset_index()
     timeseries.insert(4, "cumulative_pnl", timeseries["pnl"].cumsum())
 
+    trades["date"] = trades["timestamp"].dt.strftime("%Y-%m-%d")
+    per_day = trades.groupby("date", sort=True)
+    daily = pd.DataFrame(
+        {
+            "partitions": per_day.size(),
+            "trades": per_day["is_trade"].sum(),
+            "closed_trades": per_day["is_closed"].sum(),
+            "good_trades": per_day["is_good"].sum(),
+            "pnl": per_day["pnl"].sum(),
+        }
+    ).reset_index()
+    win_rate = (daily["good_trades"] / daily["closed_trades"]).where(daily["closed_trades"] > 0)
+    daily.insert(5, "win_rate", win_rate)
+    daily["cumulative_pnl"] = daily["pnl"].cumsum()
+
+    returns = timeseries["portfolio_return"].dropna()
+    sharpe = sharpe_ratio(returns)
     closed = int(trades["is_closed"].sum())
     signals = trades["signal"].value_counts()
     summary = {
@@ -137,7 +157,10 @@ def build_portfolio_report(
         "good_trades": int(trades["is_good"].sum()),
         "win_rate": int(trades["is_good"].sum()) / closed if closed else None,
         "total_pnl": float(trades["pnl"].sum()),
-        "sharpe_ratio": sharpe_ratio(timeseries["portfolio_return"].dropna()),
+        "sharpe_ratio": sharpe,
+        "sharpe_returns": len(returns),
+        "sharpe_standard_error": sharpe_standard_error(sharpe, len(returns)),
+        "sharpe_annualisation": f"mean / std of per-bar portfolio returns x sqrt({BARS_PER_YEAR})",
         "average_beta": float(trades["finite_beta"].mean()),
         "bars_per_year": BARS_PER_YEAR,
         "notional_per_trade": NOTIONAL_PER_TRADE,
@@ -145,7 +168,7 @@ def build_portfolio_report(
         "last_timestamp": trades["timestamp"].max() if len(trades) else None,
         "signals": {s: int(signals.get(s, 0)) for s in layout.SIGNALS},
     }
-    return PortfolioReport(summary, contracts, timeseries, missing)
+    return PortfolioReport(summary, contracts, timeseries, daily, missing)
 
 
 def sharpe_ratio(returns: pd.Series) -> float:
@@ -154,6 +177,16 @@ def sharpe_ratio(returns: pd.Series) -> float:
         return float("nan")
     std = float(returns.std(ddof=1))
     return float(returns.mean()) / std * math.sqrt(BARS_PER_YEAR) if std > 0 else float("nan")
+
+
+def sharpe_standard_error(annualised_sharpe: float, returns: int) -> float:
+    """Standard error of an annualised Sharpe ratio estimated from ``returns`` IID returns (Lo, 2002,
+    "The Statistics of Sharpe Ratios"): SE(SR) = sqrt((1 + SR^2 / 2) / T) for the per-bar SR,
+    scaled by sqrt(bars per year) like the ratio itself. NaN without a ratio."""
+    if returns < 2 or not math.isfinite(annualised_sharpe):
+        return float("nan")
+    per_bar = annualised_sharpe / math.sqrt(BARS_PER_YEAR)
+    return math.sqrt((1 + per_bar**2 / 2) / returns) * math.sqrt(BARS_PER_YEAR)
 
 
 def _missing(results: pd.DataFrame, expected: pd.DataFrame | None) -> pd.DataFrame:

@@ -24,10 +24,17 @@ import pandas as pd
 from trading_lib import layout
 from trading_lib.ingestion import bar_ends
 from trading_lib.inputs import AnalysisWindow, InputData, InputDataError, normalise_bars
-from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, SymbolError, validate_symbol, validate_symbols
+from trading_lib.symbols import (
+    DEFAULT_SYMBOLS,
+    MARKET_INDEX,
+    VOLATILITY_INDEX,
+    SymbolError,
+    validate_symbol,
+    validate_symbols,
+)
 from trading_lib.validation import BARS_PER_SESSION, EXCHANGE, MAD_TO_SIGMA, expected_bar_starts
 
-DEFAULT_CONTRACTS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH")
+DEFAULT_CONTRACTS = DEFAULT_SYMBOLS
 MORE_CONTRACTS = (
     "XOM", "JNJ", "PG", "MA", "HD", "CVX", "MRK", "ABBV", "KO", "PEP",
     "AVGO", "COST", "WMT", "MCD", "CSCO", "ACN", "ABT", "DHR", "LIN", "TMO",

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trading_lib.errors import BadInputError
+
 EXECUTION_MODES = ("local", "kubernetes")
 
 # Every variable this module reads, with its meaning. Deployment files are checked against it.
@@ -19,6 +21,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_AWS_CONN_ID": "Airflow connection used for s3:// data roots (DAG side)",
     "TRADING_EXECUTION_MODE": "local (partitions run in the Airflow worker) or kubernetes (one pod each)",
     "TRADING_ORCHESTRATOR_SCHEDULE": "cron of trading_orchestrator, or 'none' for manual runs only",
+    "TRADING_ORCHESTRATOR_START_DATE": "first data interval of the schedule, YYYY-MM-DD (default 2024-01-01)",
+    "TRADING_ORCHESTRATOR_END_DATE": "last day of the schedule, YYYY-MM-DD (default: none)",
+    "TRADING_ORCHESTRATOR_CATCHUP": "true: the scheduler also runs the intervals missed since the start date",
     "TRADING_TASK_IMAGE": "image of the KubernetesPodOperator partitions",
     "TRADING_K8S_NAMESPACE": "namespace of partition pods",
     "TRADING_K8S_SERVICE_ACCOUNT": "service account of partition pods",
@@ -31,11 +36,12 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_K8S_STARTUP_TIMEOUT": "seconds a partition pod may take to start",
 }
 
+DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_SCHEDULE = "30 10-16 * * 1-5"  # after each hourly bar closes, Mon-Fri (America/New_York)
 SCHEDULE_TIMEZONE = "America/New_York"
 
 
-class SettingsError(ValueError):
+class SettingsError(BadInputError):
     """A configuration variable holds a value the pipeline cannot use; the message names it."""
 
 
@@ -61,6 +67,15 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _date(env: dict[str, str], name: str) -> str | None:
+    import re
+
+    raw = env.get(name, "").strip()
+    if raw and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+        raise SettingsError(f"{name}={raw!r}: expected a date YYYY-MM-DD")
+    return raw or None
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     namespace: str = "default"
@@ -80,6 +95,9 @@ class Settings:
     aws_conn_id: str = "aws_default"
     execution_mode: str = "local"
     orchestrator_schedule: str | None = DEFAULT_SCHEDULE
+    orchestrator_start_date: str = DEFAULT_START_DATE
+    orchestrator_end_date: str | None = None
+    orchestrator_catchup: bool = False
     task_image: str = "trading-pipeline:latest"
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
@@ -123,8 +141,16 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         s3_secret=env.get("TRADING_K8S_S3_SECRET", "").strip() or None,
         startup_timeout_seconds=_positive_int(env, "TRADING_K8S_STARTUP_TIMEOUT", 300),
     )
+    start_date = _date(env, "TRADING_ORCHESTRATOR_START_DATE") or DEFAULT_START_DATE
+    end_date = _date(env, "TRADING_ORCHESTRATOR_END_DATE")
+    catchup = env.get("TRADING_ORCHESTRATOR_CATCHUP", "").strip().lower()
+    if catchup not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise SettingsError(f"TRADING_ORCHESTRATOR_CATCHUP={catchup!r}: expected true or false")
     return Settings(
         data_root=data_root,
+        orchestrator_start_date=start_date,
+        orchestrator_end_date=end_date,
+        orchestrator_catchup=catchup in ("true", "1", "yes"),
         aws_conn_id=env.get("TRADING_AWS_CONN_ID", "").strip() or "aws_default",
         execution_mode=mode,
         orchestrator_schedule=None if schedule.lower() in ("", "none", "null") else schedule,

@@ -25,19 +25,21 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from trading_lib.errors import BadInputError, TransientError
+
 PARQUET_COMPRESSION = "snappy"
 
 
-class StorageError(RuntimeError):
-    """Reading or writing the data root failed; the message names the location."""
+class StorageError(TransientError):
+    """Reading or writing the data root failed; the message names the location. Retried."""
 
 
-class MissingInputError(StorageError):
-    """An expected file does not exist."""
+class MissingInputError(StorageError, BadInputError):
+    """An expected file does not exist. Bad input: never retried (BadInputError wins)."""
 
 
-class CorruptInputError(StorageError):
-    """A file exists but cannot be read as what it should be."""
+class CorruptInputError(StorageError, BadInputError):
+    """A file exists but cannot be read as what it should be. Bad input: never retried."""
 
 
 class Storage:
@@ -97,6 +99,60 @@ class Storage:
                 keys.append(rel)
         return sorted(keys)
 
+    def list_entries(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """The files directly below ``prefix`` as {name: (size, modification time)}; {} when absent.
+        One directory scan locally, one listing on S3: cheap enough to fingerprint a folder."""
+        base = self.path(prefix, allow_root=True)
+        if not self.is_s3:
+            try:
+                with os.scandir(base) as entries:
+                    return {
+                        e.name: (st.st_size, st.st_mtime)
+                        for e in entries
+                        if not e.name.startswith(".") and e.is_file() and (st := e.stat())
+                    }
+            except FileNotFoundError:
+                return {}
+            except OSError as exc:
+                raise StorageError(f"cannot list {self.url(prefix)}: {exc}") from exc
+
+        def listing(p: str) -> list[dict]:
+            self._fresh(p)
+            try:
+                return self.fs.ls(p, detail=True)
+            except FileNotFoundError:
+                return []
+
+        found = self._call(prefix, "list", listing, allow_root=True)
+        out = {}
+        for info in found:
+            name = info["name"].rstrip("/").rsplit("/", 1)[-1]
+            if info.get("type") == "file" and not name.startswith("."):
+                modified = info.get("LastModified") or info.get("mtime") or 0
+                seconds = modified.timestamp() if hasattr(modified, "timestamp") else float(modified)
+                out[name] = (int(info.get("size") or 0), seconds)
+        return out
+
+    def list_folders(self, prefix: str) -> list[str]:
+        """Names of the folders directly below ``prefix``, sorted; [] when absent."""
+        base = self.path(prefix, allow_root=True)
+        if not self.is_s3:
+            try:
+                with os.scandir(base) as entries:
+                    return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith("."))
+            except FileNotFoundError:
+                return []
+
+        def listing(p: str) -> list[dict]:
+            self._fresh(p)
+            try:
+                return self.fs.ls(p, detail=True)
+            except FileNotFoundError:
+                return []
+
+        found = self._call(prefix, "list", listing, allow_root=True)
+        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in found if i.get("type") == "directory")
+
     # -- bytes ---------------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:
         return self._call(key, "read", lambda p: self.fs.cat_file(p))
@@ -107,15 +163,22 @@ class Storage:
             self._call(key, "write", lambda p: self.fs.pipe_file(p, data))
             return
         folder = os.path.dirname(path)
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(f"cannot write {self.url(key)}: {exc}") from exc
         tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
-        except BaseException:
+        except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(exc, PermissionError):
+                raise StorageError(f"cannot write {self.url(key)}: {self._denial(exc)}") from exc
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot write {self.url(key)}: {exc}") from exc
             raise
 
     def delete(self, key: str) -> None:
@@ -168,14 +231,18 @@ class Storage:
             k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")
         }
 
-    def read_parquet_many(self, keys: Iterable[str]) -> pd.DataFrame:
+    def read_parquet_many(
+        self, keys: Iterable[str], columns: list[str] | None = None, filters: list[tuple] | None = None
+    ) -> pd.DataFrame:
         """Read many small parquet files of one schema as one frame (one dataset scan)."""
         keys = list(keys)
         if not keys:
-            return pd.DataFrame()
+            return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
         paths = [self._source(k) for k in keys]
         try:
-            table = pq.ParquetDataset(paths, filesystem=self._arrow_fs()).read()
+            table = pq.ParquetDataset(paths, filesystem=self._arrow_fs(), filters=filters).read(
+                columns=columns
+            )
         except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             for key in keys:  # which file: missing, unreachable (retryable) or corrupt
                 self.read_parquet_metadata(key)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from trading_lib.errors import BadInputError
+
 # Letters/digits, optionally an index caret in front, and '-' or '.' separated share classes or
 # exchange suffixes (BRK-B, BF.B, RY.TO). No slash, no whitespace, no '..': a symbol becomes a folder.
 _SYMBOL = re.compile(r"^\^?[A-Z0-9]{1,10}(?:[.\-=][A-Z0-9]{1,10}){0,2}$")
@@ -11,11 +13,13 @@ _SYMBOL = re.compile(r"^\^?[A-Z0-9]{1,10}(?:[.\-=][A-Z0-9]{1,10}){0,2}$")
 JSON_SCHEMA_PATTERN = r"^\^?[A-Za-z0-9]{1,10}([.\-=][A-Za-z0-9]{1,10}){0,2}$"
 MAX_SYMBOL_LENGTH = 20
 
+# The stocks a run ingests when the request names none (also the sample data's first ten).
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH")
 MARKET_INDEX = "^GSPC"
 VOLATILITY_INDEX = "^VIX"
 
 
-class SymbolError(ValueError):
+class SymbolError(BadInputError):
     """A symbol that is not a valid Yahoo-style ticker; the message names it."""
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trading_lib import layout
+from trading_lib import bar_contract, layout
 from trading_lib.inputs import InputData
 from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, validate_symbols
 
@@ -36,7 +36,7 @@ VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 ISSUE_COLUMNS = ["check", "severity", "contract", "timestamp", "detail"]
 
 RULES = {
-    "missing_values": "missing (NaN or infinite) open/high/low/close/volume, one issue per run of "
+    "missing_values": "missing (NaN) open/high/low/close/volume, one issue per run of "
     f"consecutive bars of a contract: WARN; FAIL when more than {MISSING_FAIL_FRACTION:.0%} of a "
     "contract's closes are missing",
     "outliers": f"bar return (between adjacent bars of the NYSE grid) more than {OUTLIER_SIGMA:g} "
@@ -47,12 +47,23 @@ RULES = {
     "first bar to its last; a whole missing session once, at its date; holidays are not sessions), "
     "or bars off that grid: WARN; FAIL when a contract has fewer than "
     f"{COMPLETENESS_FAIL_FRACTION:.0%} of the expected bars",
-    "market_data": f"{MARKET_INDEX} and {VOLATILITY_INDEX} have a finite close at every stock bar "
-    "timestamp: FAIL otherwise (that partition could not be analysed), FAIL if either is empty",
+    "market_data": f"{MARKET_INDEX} and {VOLATILITY_INDEX} have a valid close (finite, > 0) at every "
+    "stock bar timestamp: FAIL otherwise (that partition could not be analysed), FAIL if either is empty",
+    # The data contract (trading_lib.bar_contract) on the holdings, ^GSPC and ^VIX: every violating
+    # bar is one FAIL issue.
     "duplicates": f"a repeated (contract, timestamp), or a repeated {MARKET_INDEX}/{VOLATILITY_INDEX} "
-    "timestamp: FAIL",
+    "timestamp, identical rows included: FAIL, one issue per repeat",
+    "price_values": "open/high/low/close infinite, 0, negative or not a number (NaN is a missing bar, "
+    "reported by missing_values): FAIL, one issue per bar and column",
+    "price_range": "high below max(open, close) or low above min(open, close): FAIL, one issue per bar",
+    "volume_values": "volume infinite, negative or not a number (NaN allowed): FAIL, one issue per bar",
+    "timestamp_type": "timestamps not timezone-aware date-times (naive, text, integers) or missing "
+    "(NaT): FAIL, one issue per bar; the calendar checks are skipped when the type is wrong",
+    "columns": "a frame without its timestamp column (or the holdings without contract): FAIL",
     "contracts": "every requested contract is in the data: FAIL otherwise",
 }
+# Contract checks (bar_contract.CHECKS) reported under their own name; every one is a RULES key.
+CONTRACT_CHECKS = tuple(bar_contract.CHECKS)
 STATUS_RULE = "FAIL if any FAIL issue, else WARN if any WARN issue, else PASS"
 
 
@@ -133,8 +144,9 @@ def _day(value: object) -> pd.Timestamp:
 
 def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     values = holdings[list(VALUE_COLUMNS)].to_numpy(dtype="float64")
-    # Which columns are missing, as bits: a run is consecutive bars of one contract missing the same ones.
-    pattern = (~np.isfinite(values)) @ (1 << np.arange(len(VALUE_COLUMNS)))
+    # Which columns are missing, as bits: a run is consecutive bars of one contract missing the same
+    # ones. Only NaN is missing: inf, 0 or a negative price is a contract violation (price_values).
+    pattern = np.isnan(values) @ (1 << np.arange(len(VALUE_COLUMNS)))
     if not pattern.any():
         return []
     contract = holdings["contract"].to_numpy()
@@ -164,7 +176,7 @@ def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     )
     found = [_issues("missing_values", "WARN", runs["contract"], runs["first"], detail)]
 
-    missing_share = pd.Series(~np.isfinite(values[:, VALUE_COLUMNS.index("close")])).groupby(contract).mean()
+    missing_share = pd.Series(np.isnan(values[:, VALUE_COLUMNS.index("close")])).groupby(contract).mean()
     failing = missing_share[missing_share > MISSING_FAIL_FRACTION]
     if not failing.empty:
         detail = failing.map(f"{{:.1%}} of closes missing (FAIL above {MISSING_FAIL_FRACTION:.0%})".format)
@@ -175,7 +187,7 @@ def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
 def _outliers(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.DataFrame]:
     # A bar return links a bar to the grid bar right before it: none across a missing bar or next
     # to a missing close (completeness / missing_values report those, a multi-bar move is no outlier).
-    bars = holdings.assign(close=holdings["close"].where(np.isfinite(holdings["close"])))
+    bars = holdings.assign(close=_valid(holdings["close"]))  # contract violations are no returns
     contract = bars["contract"]
     position = pd.Series(expected.get_indexer(bars["timestamp"]), index=bars.index).where(lambda p: p >= 0)
     adjacent = position - position.groupby(contract).shift() == 1
@@ -276,8 +288,8 @@ def _completeness(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd
 def _market_data(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> list[pd.DataFrame]:
     found = []
     stock_bars = pd.Index(holdings["timestamp"].unique()).sort_values()
-    for symbol, key, frame in ((MARKET_INDEX, layout.SPX_KEY, spx), (VOLATILITY_INDEX, layout.VIX_KEY, vix)):
-        available = frame.loc[np.isfinite(frame["close"].to_numpy(dtype="float64")), "timestamp"]
+    for symbol, key, frame in ((MARKET_INDEX, "bar store", spx), (VOLATILITY_INDEX, "bar store", vix)):
+        available = frame.loc[_valid(frame["close"]).notna(), "timestamp"]
         if available.empty:
             found.append(_issues("market_data", "FAIL", [symbol], [None], [f"{symbol} has no bars ({key})"]))
             continue
@@ -289,25 +301,39 @@ def _market_data(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -
     return found
 
 
-def _duplicates(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> list[pd.DataFrame]:
-    found = []
-    repeated = holdings[holdings.duplicated(["contract", "timestamp"])]
-    if not repeated.empty:
-        found.append(
-            _issues("duplicates", "FAIL", repeated["contract"], repeated["timestamp"], "duplicated bar")
-        )
-    for symbol, frame in ((MARKET_INDEX, spx), (VOLATILITY_INDEX, vix)):
-        repeated = frame[frame.duplicated("timestamp")]
-        if not repeated.empty:
-            found.append(
-                _issues("duplicates", "FAIL", symbol, repeated["timestamp"], f"duplicated {symbol} bar")
-            )
+def _valid(prices: pd.Series) -> pd.Series:
+    """Prices that are finite and > 0; NaN elsewhere (missing, or a contract violation)."""
+    values = prices.to_numpy(dtype="float64")
+    with np.errstate(invalid="ignore"):
+        return pd.Series(np.where(np.isfinite(values) & (values > 0), values, np.nan), index=prices.index)
+
+
+def _contract(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
+    """Every bar that violates the data contract, one FAIL issue each, by check name."""
+    found: dict[str, list[pd.DataFrame]] = {name: [] for name in CONTRACT_CHECKS}
+    for symbol, frame in ((None, holdings), (MARKET_INDEX, spx), (VOLATILITY_INDEX, vix)):
+        bad = bar_contract.violations(frame, symbol_column="contract" if symbol is None else None)
+        if bad.empty:
+            continue
+        contract = bad["symbol"] if symbol is None else symbol
+        issues = _issues("", "FAIL", contract, bad["timestamp"], bad["detail"])
+        issues["check"] = bad["check"].to_numpy()
+        for check, part in issues.groupby("check", sort=False):
+            found[check].append(part.reset_index(drop=True))
     return found
+
+
+def _time_checkable(*frames: pd.DataFrame) -> bool:
+    """Whether every frame's timestamps are timezone-aware date-times (the calendar checks need them)."""
+    return all(
+        "timestamp" in f.columns and isinstance(f["timestamp"].dtype, pd.DatetimeTZDtype) for f in frames
+    )
 
 
 def validate_inputs(data: InputData, contracts: list[str] | None = None) -> ValidationReport:
     """Run every check on ``data`` (only ``contracts`` of the holdings, when given)."""
     holdings = data.holdings.sort_values(["contract", "timestamp"], kind="stable").reset_index(drop=True)
+    spx, vix = data.spx, data.vix
     found: dict[str, list[pd.DataFrame]] = {name: [] for name in RULES}
     if contracts:
         wanted = validate_symbols(list(contracts))
@@ -317,13 +343,18 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
                 _issues("contracts", "FAIL", unknown, None, "requested contract not in the data")
             )
         holdings = holdings[holdings["contract"].isin(wanted)].reset_index(drop=True)
-    unique_bars = holdings.drop_duplicates(["contract", "timestamp"])  # repeats are the duplicates check's
-    found["missing_values"] += _missing_values(holdings)
-    expected = _expected_grid(unique_bars)
-    found["outliers"] += _outliers(unique_bars, expected)
-    found["completeness"] += _completeness(unique_bars, expected)
-    found["market_data"] += _market_data(holdings, data.spx, data.vix)
-    found["duplicates"] += _duplicates(holdings, data.spx, data.vix)
+    for name, parts in _contract(holdings, spx, vix).items():
+        found[name] += parts
+    timed = _time_checkable(holdings, spx, vix)
+    if timed:  # a bar without a timestamp (NaT) is the contract's; the calendar checks skip it
+        holdings, spx, vix = (f[f["timestamp"].notna()] for f in (holdings, spx, vix))
+        holdings = holdings.reset_index(drop=True)
+        unique_bars = holdings.drop_duplicates(["contract", "timestamp"])  # repeats: the contract's
+        found["missing_values"] += _missing_values(holdings)
+        expected = _expected_grid(unique_bars)
+        found["outliers"] += _outliers(unique_bars, expected)
+        found["completeness"] += _completeness(unique_bars, expected)
+        found["market_data"] += _market_data(holdings, spx, vix)
 
     checks, frames = {}, []
     for name, parts in found.items():
@@ -340,6 +371,6 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
         checks=checks,
         rows=len(holdings),
         contracts=int(holdings["contract"].nunique()),
-        first_timestamp=holdings["timestamp"].min() if len(holdings) else None,
-        last_timestamp=holdings["timestamp"].max() if len(holdings) else None,
+        first_timestamp=holdings["timestamp"].min() if timed and len(holdings) else None,
+        last_timestamp=holdings["timestamp"].max() if timed and len(holdings) else None,
     )

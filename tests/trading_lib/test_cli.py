@@ -24,8 +24,17 @@ def _cli(*args, root, env=None):
     [
         (
             ["analyze-partition", "--contract", "AAPL", "--timestamp", "2024-01-02T09:30:00-05:00"],
-            "does not exist",
+            "no bar for contract 'AAPL' at timestamp 2024-01-02T09:30:00-05:00",
         ),
+        (
+            ["ingest", "--symbols", "AAPL", "--start", "01/04/2026", "--end", "2026-01-10"],
+            "--start='01/04/2026'",
+        ),
+        (["ingest", "--symbols", "AAPL", "--start", "2026-01-04T10:00", "--end", "2026-01-10"], "YYYY-MM-DD"),
+        (["ingest", "--symbols", "AAPL", "--start", "2026-01-04"], "must be given together"),
+        (["aggregate", "--output-dir", "typo"], "holds no partition results"),
+        (["aggregate", "--period-start", "2024-13-01"], "--period-start"),
+        (["validate", "--window-start", "2024-01-02"], "with offset"),
         (["analyze-partition", "--contract", "../x", "--timestamp", "2024-01-02T09:30:00-05:00"], "'../x'"),
         (["analyze-symbol", "--contract", "A B"], "'A B'"),
         (["aggregate"], "no partition results"),
@@ -44,6 +53,26 @@ def test_usage_errors_exit_2(tmp_path):
     result = _cli("analyze-partition", "--contract", "AAPL", root=tmp_path)
     assert result.returncode == 2
     assert "--timestamp" in result.stderr
+
+
+def test_aggregate_into_a_missing_folder_keeps_the_good_report(tmp_path):
+    assert _cli("generate", "--contracts", "2", root=tmp_path).returncode == 0
+    assert _cli("run", "--contracts", "2", "--run-id", "first", root=tmp_path).returncode == 0
+    report = tmp_path / "output" / "reports" / "portfolio.json"
+    before = report.read_bytes()
+    result = _cli("aggregate", "--output-dir", str(tmp_path / "typo"), root=tmp_path)
+    assert result.returncode == 2 and "holds no partition results" in result.stderr
+    assert report.read_bytes() == before
+    record = json.loads((tmp_path / "output" / "runs" / "first" / "run.json").read_text())
+    assert record["state"] == "success" and record["contracts"] == ["AAPL", "MSFT"]
+    assert (tmp_path / "output" / "runs" / "first" / "portfolio.json").is_file()
+
+
+def test_run_with_a_bad_request_writes_no_record(tmp_path):
+    assert _cli("generate", "--contracts", "2", root=tmp_path).returncode == 0
+    result = _cli("run", "--contracts", "3", "--run-id", "bad", root=tmp_path)
+    assert result.returncode == 2 and "num_contracts=3" in result.stderr
+    assert not (tmp_path / "output" / "runs").exists()
 
 
 def test_generate_then_analyze_partition_writes_the_file(tmp_path):

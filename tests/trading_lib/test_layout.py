@@ -7,7 +7,8 @@ from trading_lib import layout
 def test_partition_keys_use_exchange_local_time():
     ts = layout.parse_partition_timestamp("2024-01-02T09:30:00-05:00")
     assert layout.partition_label(ts) == "2024-01-02T09:30:00-05:00"
-    assert layout.result_key("AAPL", ts) == "output/trading-results/AAPL/20240102_093000.parquet"
+    assert layout.result_key("AAPL", ts) == "output/trading-results/2024-01-02/AAPL_093000.parquet"
+    assert layout.parse_result_name("2024-01-02/AAPL_093000.parquet") == "AAPL"
     # The same instant given in UTC names the same partition.
     assert layout.parse_partition_timestamp("2024-01-02T14:30:00+00:00") == ts
     # Naive timestamps are New York time; summer time gives a -04:00 offset.
@@ -25,7 +26,8 @@ def test_bad_partition_timestamps_are_named(value):
 
 def test_index_symbols_get_safe_folders():
     ts = layout.parse_partition_timestamp("2024-01-02T09:30:00-05:00")
-    assert layout.result_key("^VIX", ts) == "output/trading-results/_VIX/20240102_093000.parquet"
+    assert layout.result_key("^VIX", ts) == "output/trading-results/2024-01-02/_VIX_093000.parquet"
+    assert layout.parse_result_name("_VIX_093000.parquet") == "^VIX"
 
 
 def test_to_exchange_time_normalises_series():

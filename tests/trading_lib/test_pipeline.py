@@ -3,27 +3,28 @@
 import pandas as pd
 import pytest
 
-from trading_lib import pipeline
-from trading_lib.inputs import AnalysisWindow, InputData, write_inputs
+from trading_lib import layout, pipeline
+from trading_lib.inputs import AnalysisWindow, InputData
 from trading_lib.storage import MissingInputError, Storage
+from trading_lib.store import BarStore
 
 
 @pytest.fixture
 def storage(tmp_path):
     ts = pd.date_range("2024-01-02 09:30", periods=6, freq="h", tz="America/New_York")
     bars = pd.DataFrame({"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0})
-    holdings = pd.concat([bars.assign(contract=c) for c in ("MSFT", "AAPL", "^VIX")], ignore_index=True)
-    window = AnalysisWindow(ts[2], ts[5])  # 11:30, 12:30, 13:30
+    holdings = pd.concat([bars.assign(contract=c) for c in ("MSFT", "AAPL")], ignore_index=True)
     storage = Storage(str(tmp_path))
-    write_inputs(storage, InputData(holdings, bars, bars, window))
+    BarStore(storage).write(InputData(holdings, bars, bars, AnalysisWindow(ts[0], ts[5])), source="test")
     return storage
 
 
-def test_list_partitions_uses_the_recorded_window(storage):
-    assert pipeline.list_partitions(storage, "aapl") == [
-        "2024-01-02T11:30:00-05:00",
+def test_list_partitions_defaults_to_the_last_stored_bars(storage):
+    window = pipeline.resolve_window(storage, bars=3)
+    assert pipeline.list_partitions(storage, "aapl", window=window) == [
         "2024-01-02T12:30:00-05:00",
         "2024-01-02T13:30:00-05:00",
+        "2024-01-02T14:30:00-05:00",
     ]
     window = pipeline.resolve_window(storage, "2024-01-02T09:30:00-05:00", "2024-01-02T10:30:00-05:00")
     assert pipeline.list_partitions(storage, "AAPL", window=window) == ["2024-01-02T09:30:00-05:00"]
@@ -42,12 +43,12 @@ def test_list_partitions_with_explicit_timestamps(storage):
 @pytest.mark.parametrize(
     ("contract", "timestamps", "message"),
     [
-        ("ZZZZ", None, "contract: 'ZZZZ' is not in"),
+        ("ZZZZ", None, "contract: 'ZZZZ' has no stored bar"),
         ("../x", None, "contract: symbol '../x'"),
         (
             "AAPL",
             ["2024-01-03T09:30:00-05:00"],
-            "timestamps[0]: '2024-01-03T09:30:00-05:00' is not a bar of AAPL",
+            "timestamps[0]: '2024-01-03T09:30:00-05:00' is not a stored bar of AAPL",
         ),
         ("AAPL", ["2024-01-02T10:30:00-05:00", "noon"], "timestamps[1]"),
         ("AAPL", [], "must be a non-empty list"),
@@ -56,15 +57,18 @@ def test_list_partitions_with_explicit_timestamps(storage):
 )
 def test_bad_requests_name_the_field(storage, contract, timestamps, message):
     with pytest.raises(pipeline.PipelineInputError) as excinfo:
-        pipeline.list_partitions(storage, contract, timestamps=timestamps)
+        pipeline.list_partitions(
+            storage, contract, window=pipeline.resolve_window(storage), timestamps=timestamps
+        )
     assert message in str(excinfo.value)
 
 
 def test_select_contracts(storage):
-    assert pipeline.select_contracts(storage, 2) == ["AAPL", "MSFT"]
+    window = pipeline.resolve_window(storage)
+    assert pipeline.select_contracts(storage, 2, window) == ["AAPL", "MSFT"]
     for bad in (0, 4, -1, True):
         with pytest.raises(pipeline.PipelineInputError, match="num_contracts"):
-            pipeline.select_contracts(storage, bad)
+            pipeline.select_contracts(storage, bad, window)
 
 
 def test_resolve_window_errors(storage):
@@ -91,3 +95,21 @@ def test_chunking_keeps_mapped_instances_within_the_limit(count, limit, sizes):
 def test_nothing_to_aggregate_is_an_error(tmp_path):
     with pytest.raises(MissingInputError):
         pipeline.aggregate(Storage(str(tmp_path)))
+    # an output_dir that does not exist (a typo) is refused, and the good report stays
+    storage = Storage(str(tmp_path))
+    storage.write_json(layout.report_key("portfolio"), {"good": True})
+    with pytest.raises(MissingInputError, match="holds no partition results"):
+        pipeline.aggregate(storage, results_storage=Storage(str(tmp_path / "typo")))
+    assert storage.read_json(layout.report_key("portfolio")) == {"good": True}
+
+
+def test_run_records_accumulate_and_latest_points_at_the_newest(storage):
+    pipeline.record_run(storage, "r1", contracts=["AAPL"], state="running")
+    pipeline.record_run(storage, "r2", contracts=["MSFT"], state="running")
+    pipeline.record_run(storage, "r1", state="success")  # an update of the older run
+    assert pipeline.read_run(storage, "r1")["state"] == "success"
+    assert pipeline.read_run(storage, "r1")["contracts"] == ["AAPL"]
+    assert pipeline.read_run(storage, "r2")["contracts"] == ["MSFT"]
+    assert storage.read_json(layout.LATEST_RUN_KEY)["run_id"] == "r2"
+    with pytest.raises(ValueError, match="bad run id"):
+        pipeline.record_run(storage, "../x")

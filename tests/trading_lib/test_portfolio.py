@@ -70,6 +70,7 @@ def test_report_numbers_on_a_hand_checked_example():
         "contracts", "partitions", "expected_partitions", "missing_partitions", "trades", "closed_trades",
         "good_trades", "win_rate", "total_pnl", "sharpe_ratio", "average_beta", "bars_per_year",
         "notional_per_trade", "first_timestamp", "last_timestamp", "signals",
+        "sharpe_returns", "sharpe_standard_error", "sharpe_annualisation",
     }  # fmt: skip
     assert (s["contracts"], s["partitions"], s["expected_partitions"], s["missing_partitions"]) == (
         2,
@@ -137,7 +138,7 @@ def test_missing_partitions_are_listed_and_counted():
 def test_to_dict_is_strict_json():
     report = build_portfolio_report(_results(), _holdings(), _expected())
     payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert set(payload) == {"summary", "contracts", "timeseries", "missing_partitions"}
+    assert set(payload) == {"summary", "contracts", "timeseries", "daily", "missing_partitions"}
     assert payload["summary"]["first_timestamp"] == "2024-01-02T09:30:00-05:00"
     assert payload["timeseries"][-1]["portfolio_return"] is None
     assert payload["contracts"][0]["contract"] == "AAPL" and payload["contracts"][0]["buys"] == 2
@@ -182,3 +183,28 @@ def test_bad_input_names_the_column_or_value():
         build_portfolio_report(_results().drop(columns="beta"), _holdings())
     with pytest.raises(PortfolioInputError, match="signal holds STRONG_BUY"):
         evaluate_trades(_results().assign(signal="STRONG_BUY"), _holdings())
+
+
+def test_sharpe_standard_error_follows_lo_2002():
+    from trading_lib.portfolio import BARS_PER_YEAR, sharpe_standard_error
+
+    # the figure measured on the real 2022 bars: -5.6 over 76 hourly returns is +- about 4.8
+    assert sharpe_standard_error(-5.6, 76) == pytest.approx(4.84, abs=0.01)
+    # IID formula: sqrt((1 + SR^2/2) / T) per bar, annualised like the ratio
+    per_bar = 2.0 / np.sqrt(BARS_PER_YEAR)
+    assert sharpe_standard_error(2.0, 400) == pytest.approx(
+        np.sqrt((1 + per_bar**2 / 2) / 400) * np.sqrt(BARS_PER_YEAR)
+    )
+    assert np.isnan(sharpe_standard_error(float("nan"), 100)) and np.isnan(sharpe_standard_error(1.0, 1))
+
+
+def test_report_states_returns_and_daily_table():
+    report = build_portfolio_report(_results(), _holdings(), _expected())
+    s = report.summary
+    returns = report.timeseries["portfolio_return"].dropna()
+    assert s["sharpe_returns"] == len(returns) > 0
+    assert "sqrt(1764)" in s["sharpe_annualisation"]
+    daily = report.daily
+    assert daily["pnl"].sum() == pytest.approx(s["total_pnl"])
+    assert daily["partitions"].sum() == s["partitions"] and daily["closed_trades"].sum() == s["closed_trades"]
+    assert daily["cumulative_pnl"].iloc[-1] == pytest.approx(s["total_pnl"])

@@ -1,0 +1,121 @@
+"""The bar store: one file per session, upserts that keep history, one reader for every layer."""
+
+import pandas as pd
+import pytest
+
+from trading_lib import layout
+from trading_lib.analytics import BETA_WINDOW_BARS
+from trading_lib.errors import BadDataError
+from trading_lib.inputs import AnalysisWindow, InputData, InputDataError
+from trading_lib.storage import CorruptInputError, Storage
+from trading_lib.store import BarStore, to_store_rows
+
+
+def _bars(day="2024-01-02", n=5, close=1.5):
+    ts = pd.date_range(f"{day} 09:30", periods=n, freq="h", tz="America/New_York")
+    return pd.DataFrame(
+        {"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": close, "volume": 10.0}
+    )
+
+
+def _data(day="2024-01-02", close=1.5, contracts=("MSFT", "AAPL")):
+    holdings = pd.concat([_bars(day, close=close).assign(contract=c) for c in contracts], ignore_index=True)
+    window = AnalysisWindow.parse(f"{day}T11:30:00-05:00", f"{day}T14:30:00-05:00")
+    return InputData(holdings=holdings, vix=_bars(day), spx=_bars(day), window=window)
+
+
+def test_one_file_per_session_and_reading_back(tmp_path):
+    store = BarStore(Storage(str(tmp_path)))
+    report = store.write(_data("2024-01-02"), "test")
+    store.write(_data("2024-01-03"), "test")
+    assert report.sessions_written == ["2024-01-02"] and report.bars_added == 20
+    assert sorted(p.name for p in (tmp_path / "bars").iterdir()) == [
+        "2024-01-02.parquet",
+        "2024-01-03.parquet",
+    ]
+    assert store.sessions() == ["2024-01-02", "2024-01-03"]
+    frame = store.read_sessions(["2024-01-02", "2024-01-03"], ["AAPL"])
+    assert list(frame.columns) == layout.BAR_STORE_COLUMNS
+    assert len(frame) == 10 and set(frame["symbol"]) == {"AAPL"}
+    assert str(frame["timestamp"].dt.tz) == layout.EXCHANGE_TZ
+    window = AnalysisWindow.parse("2024-01-03T10:30:00-05:00", "2024-01-03T12:30:00-05:00")
+    data = store.input_data(window, ["MSFT"])
+    # the window's sessions up to its end: 09:30 (before the window, same session), 10:30, 11:30
+    assert data.contracts == ["MSFT"] and len(data.holdings) == 3 and len(data.spx) == 3
+    assert store.contracts(window) == ["AAPL", "MSFT"]
+    assert store.latest_window(3) == AnalysisWindow.parse(
+        "2024-01-03T11:30:00-05:00", "2024-01-03T14:30:00-05:00"
+    )
+
+
+def test_upsert_is_idempotent_revises_and_never_deletes(tmp_path):
+    storage = Storage(str(tmp_path))
+    store = BarStore(storage)
+    store.write(_data(), "test")
+    key = layout.bars_key("2024-01-02")
+    first = storage.read_bytes(key)
+    mtime = (tmp_path / key).stat().st_mtime_ns
+    again = store.write(_data(), "test")  # the same bars: nothing rewritten
+    assert again.sessions_written == [] and again.bars_unchanged == 20 and again.bars_added == 0
+    assert (tmp_path / key).stat().st_mtime_ns == mtime
+    # a revised close for AAPL only, and a new contract: the other bars stay
+    revised = _data(close=1.6, contracts=("AAPL",))
+    revised = InputData(revised.holdings, _bars().iloc[:0], _bars().iloc[:0], revised.window)
+    report = store.upsert(to_store_rows(revised).iloc[:2], "test")
+    assert report.bars_revised == 2 and report.sessions_written == ["2024-01-02"]
+    assert report.revised[0] == {"symbol": "AAPL", "timestamp": "2024-01-02T09:30:00-05:00"}
+    frame = store.read_sessions(["2024-01-02"])
+    assert len(frame) == 20  # nothing deleted
+    assert frame.loc[frame["symbol"] == "AAPL", "close"].tolist() == [1.6, 1.6, 1.5, 1.5, 1.5]
+    # the same bars give the same bytes whatever order they arrive in
+    store.write(_data(), "test")
+    assert storage.read_bytes(key) == first
+    shuffled = to_store_rows(_data()).sample(frac=1.0, random_state=3)
+    other = BarStore(Storage(str(tmp_path / "other")))
+    other.upsert(shuffled, "test")
+    assert other.storage.read_bytes(key) == first
+
+
+def test_bad_rows_change_nothing_and_name_the_bar(tmp_path):
+    store = BarStore(Storage(str(tmp_path)))
+    rows = to_store_rows(_data())
+    bad = rows.copy()
+    bad.loc[3, "close"] = float("inf")
+    with pytest.raises(BadDataError, match=r"close.*MSFT|MSFT.*close"):
+        store.upsert(bad, "yahoo")
+    duplicated = pd.concat([rows, rows.iloc[[0]]], ignore_index=True)
+    with pytest.raises(BadDataError, match="must be unique: MSFT at 2024-01-02T09:30:00-05:00"):
+        store.upsert(duplicated, "yahoo")
+    assert not (tmp_path / "bars").exists()
+    with pytest.raises(InputDataError, match="missing column"):
+        store.upsert(rows.drop(columns="volume"), "yahoo")
+
+
+def test_lookback_reads_enough_history_and_no_later_bar(tmp_path):
+    days = pd.bdate_range("2024-02-01", periods=16)
+    store = BarStore(Storage(str(tmp_path)))
+    for i, day in enumerate(days):
+        data = _data(str(day.date()), close=1.0 + i / 100)
+        if i == 3:  # AAPL has no bar on this day: its previous bar is further back
+            data = _data(str(day.date()), close=1.0 + i / 100, contracts=("MSFT",))
+        store.write(data, "test")
+    ts = pd.Timestamp(f"{days[-1].date()} 10:30", tz="America/New_York")
+    frame = store.lookback("AAPL", ts, BETA_WINDOW_BARS + 1)
+    market = frame[frame["symbol"] == "^GSPC"]
+    assert len(market) >= BETA_WINDOW_BARS + 1
+    assert frame["timestamp"].max() == ts  # nothing after the partition's bar
+    stock = frame[frame["symbol"] == "AAPL"]
+    assert (stock["timestamp"] < market["timestamp"].iloc[-(BETA_WINDOW_BARS + 1)]).any()
+    assert set(frame["symbol"]) == {"AAPL", "^GSPC", "^VIX"}
+
+
+def test_a_foreign_file_in_the_store_is_named(tmp_path):
+    storage = Storage(str(tmp_path))
+    storage.write_bytes(layout.bars_key("2024-01-02"), b"not parquet")
+    with pytest.raises(CorruptInputError, match="2024-01-02"):
+        BarStore(storage).read_sessions(["2024-01-02"])
+
+
+def test_window_must_be_ordered():
+    with pytest.raises(InputDataError, match="not before"):
+        AnalysisWindow.parse("2024-01-03", "2024-01-02")

@@ -1,0 +1,215 @@
+"""Every rule of a run request, in one place: the orchestrator's conf (DAG Params), the standalone
+DAGs' conf and the CLI arguments all become a checked, frozen request here. Errors are
+:class:`~trading_lib.errors.RequestError` naming the field. Light imports only: DAG files import
+this module at parse time for the limits their Params state.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from trading_lib.errors import RequestError
+from trading_lib.symbols import DEFAULT_SYMBOLS, SymbolError, validate_symbols
+
+MAX_CONTRACTS = 500
+MAX_WINDOW_BARS = 5_000
+DEFAULT_WINDOW_BARS = 24
+SCHEDULED_RUN_TYPES = ("scheduled", "backfill")  # runs that ingest and analyse their data interval
+DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+ORCHESTRATOR_KEYS = (
+    "num_contracts",
+    "run_ingestion",
+    "run_validation",
+    "ingestion_symbols",
+    "ingestion_start_date",
+    "ingestion_end_date",
+    "window_start",
+    "window_end",
+    "window_bars",
+)
+
+
+@dataclass(frozen=True)
+class OrchestratorRequest:
+    """What one trading_orchestrator run does. ``window_start``/``window_end`` None: the last
+    ``window_bars`` stored bars (after ingestion)."""
+
+    run_id: str
+    run_type: str
+    ingest: bool
+    validate: bool
+    num_contracts: int
+    symbols: tuple[str, ...]
+    ingestion_start: str | None
+    ingestion_end: str | None
+    window_start: str | None
+    window_end: str | None
+    window_bars: int
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["symbols"] = list(self.symbols)
+        return out
+
+
+def check_keys(conf: dict[str, Any] | None, allowed: tuple[str, ...]) -> None:
+    """Unknown conf keys are an error, never silently ignored (a typo would run the defaults)."""
+    unknown = sorted(set(conf or {}) - set(allowed))
+    if unknown:
+        raise RequestError(
+            f"conf: unknown key(s) {', '.join(unknown)}; expected some of {', '.join(allowed)}"
+        )
+
+
+def parse_date(value: object, field: str) -> str | None:
+    """None, or an ISO date YYYY-MM-DD (the only form accepted: 01/04/2026 is ambiguous)."""
+    if value is None:
+        return None
+    import datetime as dt
+
+    if not isinstance(value, str) or not re.match(DATE_PATTERN, value):
+        raise RequestError(f"{field}={value!r} must be a date YYYY-MM-DD")
+    try:
+        dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise RequestError(f"{field}={value!r} is not a valid date: {exc}") from None
+    return value
+
+
+def parse_date_range(start: object, end: object, fields: tuple[str, str]) -> tuple[str | None, str | None]:
+    start, end = parse_date(start, fields[0]), parse_date(end, fields[1])
+    if (start is None) != (end is None):
+        raise RequestError(f"{fields[0]} and {fields[1]} must be given together")
+    if start is not None and start >= end:
+        raise RequestError(f"{fields[0]} ({start}) must be before {fields[1]} ({end}, exclusive)")
+    return start, end
+
+
+def parse_timestamp(value: object, field: str) -> str | None:
+    """None, or an ISO 8601 date-time WITH a UTC offset, normalised to exchange time."""
+    if value is None:
+        return None
+    from trading_lib import layout
+
+    if not isinstance(value, str) or not re.search(
+        r"T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$", value
+    ):
+        raise RequestError(
+            f"{field}={value!r} must be an ISO 8601 date-time with offset, e.g. 2024-01-22T09:30:00-05:00"
+        )
+    try:
+        return layout.parse_partition_timestamp(value).isoformat()
+    except layout.PartitionKeyError as exc:
+        raise RequestError(f"{field}: {exc}") from None
+
+
+def _integer(value: object, field: str, low: int, high: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise RequestError(f"{field}={value!r} must be an integer from {low} to {high}")
+    return value
+
+
+def orchestrator_request(
+    params: dict[str, Any],
+    *,
+    run_id: str,
+    run_type: str,
+    conf: dict[str, Any] | None = None,
+    data_interval: tuple[Any, Any] | None = None,
+) -> OrchestratorRequest:
+    """The request of one trading_orchestrator run, from its Params (``conf`` is the raw dag_run
+    conf, checked for unknown keys). Scheduled and backfill runs always ingest and analyse their
+    data interval (bars starting in it); manual runs do what their conf says."""
+    check_keys(conf, ORCHESTRATOR_KEYS)
+    try:
+        symbols = tuple(validate_symbols(list(params.get("ingestion_symbols") or DEFAULT_SYMBOLS)))
+    except SymbolError as exc:
+        raise RequestError(f"ingestion_symbols: {exc}") from None
+    num_contracts = _integer(params.get("num_contracts", 10), "num_contracts", 1, MAX_CONTRACTS)
+    window_bars = _integer(
+        params.get("window_bars") or DEFAULT_WINDOW_BARS, "window_bars", 1, MAX_WINDOW_BARS
+    )
+    start, end = parse_date_range(
+        params.get("ingestion_start_date"),
+        params.get("ingestion_end_date"),
+        ("ingestion_start_date", "ingestion_end_date"),
+    )
+    window_start = parse_timestamp(params.get("window_start"), "window_start")
+    window_end = parse_timestamp(params.get("window_end"), "window_end")
+    if (window_start is None) != (window_end is None):
+        raise RequestError("window_start and window_end must be given together")
+    scheduled = run_type in SCHEDULED_RUN_TYPES
+    ingest = bool(params.get("run_ingestion")) or scheduled
+    if scheduled:
+        if data_interval is None or data_interval[0] is None:
+            raise RequestError(f"a {run_type} run needs a data interval")
+        interval_start, interval_end = (_exchange_time(t) for t in data_interval)
+        window_start = window_start or interval_start.isoformat()
+        window_end = window_end or interval_end.isoformat()
+        if start is None:
+            start = interval_start.strftime("%Y-%m-%d")
+            end = (interval_end.normalize() + _one_day()).strftime("%Y-%m-%d")
+    elif ingest and start is None:
+        if window_start is not None:
+            start = window_start[:10]
+            end = (_exchange_time(window_end).normalize() + _one_day()).strftime("%Y-%m-%d")
+        else:
+            from trading_lib.ingestion import default_window
+
+            start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+    if window_start is not None and window_start >= window_end:
+        raise RequestError(f"window_start ({window_start}) must be before window_end ({window_end})")
+    if ingest and num_contracts > len(symbols):
+        raise RequestError(
+            f"num_contracts={num_contracts} is larger than the {len(symbols)} ingestion_symbols"
+        )
+    return OrchestratorRequest(
+        run_id=run_id,
+        run_type=run_type,
+        ingest=ingest,
+        validate=bool(params.get("run_validation", True)),
+        num_contracts=num_contracts,
+        symbols=symbols,
+        ingestion_start=start,
+        ingestion_end=end,
+        window_start=window_start,
+        window_end=window_end,
+        window_bars=window_bars,
+    )
+
+
+def ingestion_request(params: dict[str, Any], conf: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The standalone ingest_market_data DAG's request: symbols and an ISO date range (default:
+    the last complete sessions)."""
+    check_keys(conf, ("symbols", "start_date", "end_date", "allow_partial"))
+    try:
+        symbols = validate_symbols(list(params.get("symbols") or DEFAULT_SYMBOLS))
+    except SymbolError as exc:
+        raise RequestError(f"symbols: {exc}") from None
+    start, end = parse_date_range(
+        params.get("start_date"), params.get("end_date"), ("start_date", "end_date")
+    )
+    if start is None:
+        from trading_lib.ingestion import default_window
+
+        start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+    return {
+        "symbols": symbols,
+        "start": start,
+        "end": end,
+        "allow_partial": bool(params.get("allow_partial")),
+    }
+
+
+def _exchange_time(value: Any):
+    from trading_lib import layout
+
+    return layout.to_exchange_time(value if not hasattr(value, "isoformat") else value.isoformat())
+
+
+def _one_day():
+    import pandas as pd
+
+    return pd.Timedelta(days=1)

@@ -1,16 +1,20 @@
-"""Layer 1: hourly bars from Yahoo Finance (yfinance) into the three input files.
+"""Hourly bars from Yahoo Finance (yfinance) into the bar store (trading_lib.store).
 
-- The analysis window is [start, end) in exchange dates; bars are fetched from `warmup_sessions`
-  NYSE sessions earlier so every window bar has a beta (70-bar trailing window).
+- A request names sessions [start, end); the store must then hold them and the `warmup_sessions`
+  NYSE sessions before them (every window bar needs a 70-bar beta window). Only what the store
+  lacks is fetched, plus its latest session (stored while trading, it may be incomplete): one
+  range per ticker from the first such session to `end` (:func:`plan_fetch`).
 - Yahoo serves 1h bars for the last 730 days only: an older fetch is refused before any request.
-- Tickers are fetched in parallel, each with retries and exponential backoff (with jitter) on
-  rate limits and network errors, none on permanent errors (unknown or delisted symbol, range
-  refused, no data). Failures are detected per ticker and reported; ^GSPC or ^VIX missing fails
-  the ingestion and writes no input file.
+- Tickers are fetched in parallel, each with retries on the jittered exponential schedule of
+  :func:`retry_delays` (rate limits, 5xx, network errors; at least a 5-minute outage), none on
+  permanent errors (unknown or delisted symbol, range refused, no data). A failed ticker stops
+  the ingestion before anything is written (unless `allow_partial`); ^GSPC or ^VIX missing
+  always does. Bars that have not ended yet are not stored.
 - ^VIX 1h bars come stamped on the hour (Cboe, America/Chicago) while stock bars start at :30 New
-  York time: each stock bar [s, e) (e = min(s + 1 h, session close)) gets the close of the last
-  VIX bar that ENDED at or before e, so no bar sees a later VIX value (as-of backward on end times).
-Output: the same three input files as the sample-data generator (inputs.write_inputs), and
+  York time: each stock bar [s, e) gets the close of the last VIX bar that ENDED at or before e
+  (a VIX bar ends at the next one's start, an hour later, or the session close, whichever is
+  first), so no bar sees a later VIX value.
+Output: upserts into bars/<YYYY-MM-DD>.parquet (each session file replaced atomically) and
 output/reports/ingestion.json.
 """
 
@@ -316,8 +320,8 @@ def ingest_market_data(
     session=None,
     now=None,
     max_workers: int = 4,
-    max_attempts: int = 4,
-    backoff_seconds: float = 1.0,
+    max_attempts: int | None = None,
+    backoff_seconds: float = RETRY_BASE_SECONDS,
     warmup_sessions: int = WARMUP_SESSIONS,
     allow_partial: bool = False,
 ) -> IngestionReport:

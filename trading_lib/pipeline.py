@@ -394,7 +394,8 @@ def _read_rollups(results: Storage, days: list[str]) -> pd.DataFrame:
         )
     out = pd.concat(frames, ignore_index=True)
     out["timestamp"] = layout.to_exchange_time(out["timestamp"])
-    return out
+    # One order whatever the roll-ups: sums (P&L) add up in the same order as a one-shot run's.
+    return out.sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
 
 
 def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> pd.DataFrame:

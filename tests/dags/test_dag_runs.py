@@ -7,10 +7,10 @@ import pytest
 
 from trading_lib import layout, pipeline
 from trading_lib.analytics import compute_signals
-from trading_lib.inputs import read_inputs
 from trading_lib.portfolio import build_portfolio_report
 from trading_lib.sample_data import Anomalies
 from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 pytestmark = pytest.mark.airflow
 
@@ -37,10 +37,18 @@ def _states(dag_run) -> dict[str, list[str]]:
         return states
 
 
+def _stored_bars(root) -> pd.DataFrame:
+    store = BarStore(Storage(str(root)))
+    return store.read_sessions(store.sessions())
+
+
 def _direct_results(root, contract=None) -> pd.DataFrame:
-    data = read_inputs(Storage(str(root)))
-    direct = compute_signals(data.holdings, data.spx, data.vix)
-    direct = direct[data.window.contains(direct["timestamp"])]
+    """The kernel over every stored bar at once, cut to the default window (the last 24 bars)."""
+    rows = _stored_bars(root)
+    stocks = rows[~rows["symbol"].str.startswith("^")].rename(columns={"symbol": "contract"})
+    direct = compute_signals(stocks, rows[rows["symbol"] == "^GSPC"], rows[rows["symbol"] == "^VIX"])
+    window = pipeline.resolve_window(Storage(str(root)))
+    direct = direct[window.contains(direct["timestamp"])]
     if contract:
         direct = direct[direct["contract"] == contract]
     return direct.reset_index(drop=True)
@@ -48,7 +56,11 @@ def _direct_results(root, contract=None) -> pd.DataFrame:
 
 def _written(root, contract) -> pd.DataFrame:
     storage = Storage(str(root))
-    keys = storage.list_keys(layout.contract_results_prefix(contract), suffix=".parquet")
+    keys = [
+        k
+        for k in storage.list_keys(layout.RESULTS_PREFIX, suffix=".parquet")
+        if k.count("/") == 3 and layout.parse_result_name(k) == contract
+    ]
     return storage.read_parquet_many(keys).sort_values("timestamp").reset_index(drop=True)
 
 
@@ -81,8 +93,8 @@ def test_aggregate_portfolio_report_equals_the_direct_computation(dagbag, data_r
     run = dagbag.dags["aggregate_portfolio"].test()
     assert run.state == "success"
     direct = _direct_results(data_root)
-    holdings = read_inputs(Storage(str(data_root))).holdings
-    expected = build_portfolio_report(direct, holdings, direct[["contract", "timestamp"]]).to_dict()
+    holdings = _stored_bars(data_root).rename(columns={"symbol": "contract"})
+    expected = build_portfolio_report(direct, holdings).to_dict()
     stored = Storage(str(data_root)).read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
     assert stored["summary"] == expected["summary"]
     assert stored["timeseries"] == expected["timeseries"]
@@ -91,7 +103,7 @@ def test_aggregate_portfolio_report_equals_the_direct_computation(dagbag, data_r
 
 @pytest.mark.parametrize(
     ("anomalies", "status"),
-    [(None, "PASS"), (Anomalies(outliers=2), "WARN"), (Anomalies(duplicated_bars=2), "FAIL")],
+    [(None, "PASS"), (Anomalies(outliers=2), "WARN"), (Anomalies(missing_market_bars=2), "FAIL")],
 )
 def test_orchestrator_branches_on_the_validation_status(dagbag, data_root, anomalies, status):
     _generate(data_root, anomalies, contracts=10)
@@ -101,17 +113,33 @@ def test_orchestrator_branches_on_the_validation_status(dagbag, data_root, anoma
         run_conf={"num_contracts": 3}, mark_success_pattern="trigger_analyze_symbol"
     )
     states = _states(run)
-    validation = Storage(str(data_root)).read_json(layout.report_key(pipeline.VALIDATION_REPORT))
+    storage = Storage(str(data_root))
+    validation = storage.read_json(layout.report_key(pipeline.VALIDATION_REPORT))
     assert validation["status"] == status
+    record = pipeline.read_run(storage, run.run_id)
+    assert record["contracts"] == ["AAPL", "AMZN", "GOOGL"] and record["run_type"] == "manual"
+    assert storage.read_json(layout.run_key(run.run_id, "validation"))["status"] == status
     if status == "FAIL":
         assert run.state == "failed"
         assert states["stop_on_validation_failure"] == ["failed"]
-        assert states["select_contracts"] == ["skipped"]
-        assert not Storage(str(data_root)).exists(layout.report_key(pipeline.MANIFEST_REPORT))
+        assert states["trigger_analyze_symbol"] == ["skipped"]
+        assert record["state"] == "failed" and record["validation"]["status"] == "FAIL"
     else:
         assert run.state == "success"
         assert states["stop_on_validation_failure"] == ["skipped"]
-        assert states["select_contracts"] == ["success"]
-        manifest = Storage(str(data_root)).read_json(layout.report_key(pipeline.MANIFEST_REPORT))
-        assert manifest["validation_status"] == status
-        assert manifest["contracts"] == ["AAPL", "AMZN", "GOOGL"]
+        assert record["state"] == "success" and record["validation"]["status"] == status
+        assert record["analyze_symbol_run_ids"] == [f"{run.run_id}__{c}" for c in record["contracts"]]
+
+
+def test_unknown_conf_keys_and_bad_dates_fail_before_anything_is_written(dagbag, data_root):
+    _generate(data_root)
+    dag = dagbag.dags["trading_orchestrator"]
+    for conf, message in (
+        ({"num_contract": 3}, "unknown key(s) num_contract"),
+        ({"run_ingestion": True, "ingestion_start_date": "2026-01-09", "ingestion_end_date": "2026-01-05"},
+         "must be before"),
+    ):  # fmt: skip
+        run = dag.test(run_conf=conf)
+        assert run.state == "failed"
+        assert _states(run)["check_request"] == ["failed"]
+        assert not (data_root / "output" / "runs").exists(), conf

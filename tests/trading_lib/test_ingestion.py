@@ -3,16 +3,35 @@ bars (tests/trading_lib/yahoo_replay.py): yfinance runs unpatched, over real HTT
 
 from __future__ import annotations
 
+import random
+import re
 import socket
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from yahoo_replay import YahooReplay, routed_session, weeks_into_window
 
 from trading_lib import layout
-from trading_lib.ingestion import IngestionError, RangeNotAvailableError, default_window, ingest_market_data
-from trading_lib.inputs import read_inputs
+from trading_lib.ingestion import (
+    RETRY_BASE_SECONDS,
+    RETRY_BUDGET_SECONDS,
+    RETRY_CAP_SECONDS,
+    RETRY_MAX_ATTEMPTS,
+    IngestionError,
+    PartialIngestionError,
+    RangeNotAvailableError,
+    _fetch,
+    align_vix,
+    bar_ends,
+    default_window,
+    ingest_market_data,
+    retry_delays,
+)
+from trading_lib.inputs import AnalysisWindow, InputData
 from trading_lib.storage import Storage
+from trading_lib.store import BarStore, split_rows
 
 STOCKS = ["AAPL", "FB", "GOOG", "NFLX", "TSLA"]
 NOW = pd.Timestamp.now(tz="UTC")
@@ -54,6 +73,15 @@ def _ingest(server, tmp_path, symbols=STOCKS, **kwargs):
     )
 
 
+def read_inputs(storage: Storage) -> InputData:
+    """Everything in the bar store, as (holdings, ^VIX, ^GSPC) frames."""
+    store = BarStore(storage)
+    rows = store.read_sessions(store.sessions())
+    return split_rows(
+        rows, AnalysisWindow(rows["timestamp"].min(), rows["timestamp"].max() + pd.Timedelta(hours=1))
+    )
+
+
 def _by_symbol(report):
     return {t.symbol: t for t in report.tickers}
 
@@ -80,18 +108,16 @@ def test_fetched_bars_equal_the_real_bars_and_vix_is_aligned(server, tmp_path):
     vix = vix[vix["timestamp"] >= fetch_start]
     assert data.vix["timestamp"].tolist() == data.spx["timestamp"].tolist()
     assert data.vix["close"].to_numpy() == pytest.approx(vix["Close"].to_numpy())
-    start, end = _window(server)
-    assert (
-        data.window.start
-        == data.spx.loc[data.spx["timestamp"].dt.date >= pd.Timestamp(start).date(), "timestamp"].min()
-    )
     stored = Storage(str(tmp_path)).read_json(layout.report_key("ingestion"))
     assert stored["status"] == "ok" and len(stored["tickers"]) == 7
 
 
-def test_delisted_ticker_is_reported_and_the_rest_written(server, tmp_path):
+def test_a_failed_ticker_stops_the_ingestion_unless_partial_is_allowed(server, tmp_path):
     server.scenarios["NFLX"] = "404"
-    report = _ingest(server, tmp_path)
+    with pytest.raises(PartialIngestionError, match=r"nothing written.*NFLX"):
+        _ingest(server, tmp_path)
+    assert not (tmp_path / "bars").exists()
+    report = _ingest(server, tmp_path, allow_partial=True)
     nflx = _by_symbol(report)["NFLX"]
     assert (report.status, nflx.status, nflx.attempts) == ("partial", "failed", 1)
     assert "404" in nflx.error or "Not Found" in nflx.error or "delisted" in nflx.error
@@ -112,7 +138,7 @@ def test_rate_limits_and_server_errors_are_retried_with_backoff(server, tmp_path
 
 def test_rate_limit_to_the_last_attempt_fails_the_ticker(server, tmp_path):
     server.scenarios["AAPL"] = ("429", 100)
-    report = _ingest(server, tmp_path, max_attempts=2)
+    report = _ingest(server, tmp_path, max_attempts=2, allow_partial=True)
     aapl = _by_symbol(report)["AAPL"]
     assert (aapl.status, aapl.attempts) == ("failed", 2)
     assert aapl.error.startswith("YFRateLimitError")
@@ -122,7 +148,7 @@ def test_rate_limit_to_the_last_attempt_fails_the_ticker(server, tmp_path):
 @pytest.mark.parametrize(("scenario", "error"), [("422", "730 days"), ("empty", "YFPricesMissingError")])
 def test_permanent_errors_are_not_retried(server, tmp_path, scenario, error):
     server.scenarios["TSLA"] = scenario
-    report = _ingest(server, tmp_path)
+    report = _ingest(server, tmp_path, allow_partial=True)
     tsla = _by_symbol(report)["TSLA"]
     assert (tsla.status, tsla.attempts) == ("failed", 1)
     assert error in tsla.error
@@ -134,7 +160,7 @@ def test_missing_market_data_fails_and_writes_no_input(server, tmp_path):
     with pytest.raises(IngestionError, match=r"market data \^VIX missing"):
         _ingest(server, tmp_path)
     storage = Storage(str(tmp_path))
-    assert not any(storage.exists(key) for key in layout.INPUT_KEYS)
+    assert BarStore(storage).sessions() == []
     assert storage.read_json(layout.report_key("ingestion"))["status"] == "failed"
 
 
@@ -218,11 +244,175 @@ def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp
     assert got[kept["timestamp"]].to_numpy() == pytest.approx(kept["Close"].to_numpy())
 
 
-def test_window_runs_from_the_first_bar_to_the_end_of_the_last(server, tmp_path):
+def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(server, tmp_path):
     start, end = _window(server)
-    report = _ingest(server, tmp_path)
-    window = read_inputs(Storage(str(tmp_path))).window
-    last_day = pd.Timestamp(end) - pd.Timedelta(days=1)
-    assert window.start == pd.Timestamp(f"{start} 09:30", tz=layout.EXCHANGE_TZ)
-    assert window.end == pd.Timestamp(f"{last_day.date()} 16:00", tz=layout.EXCHANGE_TZ)  # 15:30 bar
-    assert pd.Timestamp(report.fetch_start) < pd.Timestamp(start)
+    first = _ingest(server, tmp_path)
+    store = BarStore(Storage(str(tmp_path)))
+    sessions = store.sessions()
+    assert pd.Timestamp(first.fetch_start) < pd.Timestamp(start)  # the warm-up came from Yahoo
+    assert first.written["bars_added"] > 0 and first.written["sessions_written"] == sessions
+    files = {p.name: p.read_bytes() for p in (tmp_path / "bars").iterdir()}
+    again = _ingest(server, tmp_path)
+    # from the first needed session the store lacks (the replayed 2022 bars have gaps where the
+    # shifted calendar has sessions) or the latest stored one: never the whole range again
+    assert first.fetch_start < again.fetch_start <= sessions[-1]
+    assert again.written["sessions_written"] == [] and again.written["bars_added"] == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "bars").iterdir()} == files
+    # a later window takes its warm-up from the store: only the sessions after it are fetched
+    later_end = str((pd.Timestamp(end) + pd.Timedelta(days=7)).date())
+    report = ingest_market_data(
+        Storage(str(tmp_path)),
+        STOCKS,
+        start,
+        later_end,
+        session=server.session(),
+        now=NOW,
+        backoff_seconds=0.01,
+    )
+    assert report.fetch_start > first.fetch_start and report.written["bars_added"] == 0
+
+
+def test_plan_fetch_asks_for_missing_sessions_and_the_latest_one(tmp_path):
+    from trading_lib import pipeline
+    from trading_lib.ingestion import plan_fetch
+
+    storage = Storage(str(tmp_path))
+    pipeline.generate_inputs(storage, num_contracts=2)  # 2024-01-02 .. 2024-01-23 (15 sessions)
+    store = BarStore(storage)
+    stored = store.sessions()
+    tickers = ["AAPL", "MSFT", "^GSPC", "^VIX"]
+    last = pd.Timestamp(stored[-1])
+    needed, missing = plan_fetch(store, tickers, last, last + pd.Timedelta(days=1), 11)
+    assert [str(d.date()) for d in needed] == stored[-12:]  # the session and its 11 warm-up sessions
+    assert missing == [stored[-1]]  # nothing lacks; the latest session is asked for again
+    nxt = pd.Timestamp("2024-01-24")
+    _, missing = plan_fetch(store, tickers, nxt, nxt + pd.Timedelta(days=1), 11)
+    assert missing == [stored[-1], "2024-01-24"]
+    _, missing = plan_fetch(store, [*tickers, "NVDA"], last, last + pd.Timedelta(days=1), 11)
+    assert missing == stored[-12:]  # a new symbol: every needed session lacks it
+
+
+# -- VIX alignment from real bar ends, HTTP statuses, retries sized to outages ---------------------
+
+
+def _vix_bars(timestamps, closes) -> pd.DataFrame:
+    stamps = pd.DatetimeIndex(timestamps).tz_convert(layout.EXCHANGE_TZ).as_unit(layout.TIMESTAMP_UNIT)
+    closes = np.asarray(closes, dtype="float64")
+    return pd.DataFrame(
+        {"timestamp": stamps, "open": closes, "high": closes, "low": closes, "close": closes, "volume": 0.0}
+    )
+
+
+@pytest.mark.parametrize(
+    ("day", "last_bar", "close"),
+    [("2026-04-14", "15:30", "16:00"), ("2024-11-29", "12:30", "13:00")],  # a full day, an early close
+)
+def test_vix_on_the_half_hour_grid_ends_at_the_close_with_the_last_stock_bar(day, last_bar, close):
+    # VIX bars at 14:30 and 15:30 (or 12:30 on a 13:00 close): the last one ends at the close, with
+    # the last stock bar, so that stock bar gets it (a VIX bar lasting start + 1 h would end after it)
+    last = pd.Timestamp(f"{day} {last_bar}", tz=layout.EXCHANGE_TZ)
+    vix = _vix_bars([last - pd.Timedelta(hours=1), last], [20.0, 25.0])
+    assert bar_ends(vix["timestamp"], vix["timestamp"].shift(-1)).tolist() == [
+        last,
+        pd.Timestamp(f"{day} {close}", tz=layout.EXCHANGE_TZ),
+    ]
+    aligned = align_vix(vix, pd.Series(vix["timestamp"]))
+    assert aligned["timestamp"].tolist() == vix["timestamp"].tolist()
+    assert aligned["close"].tolist() == [20.0, 25.0]
+
+
+def _real_bars(symbol: str) -> pd.DataFrame:
+    frame = pd.read_csv(Path(__file__).resolve().parents[2] / "input" / "yahoo-1h-2022" / f"{symbol}_1h.csv")
+    stamps = pd.to_datetime(frame["Datetime"], utc=True)
+    return _vix_bars(stamps, frame["Close"])
+
+
+@pytest.mark.parametrize("vix_minutes_early", [0, 30])
+def test_real_vix_aligns_on_the_stock_grid_and_on_the_hour(vix_minutes_early):
+    # The real 2022 ^VIX bars as stored (on the stock grid, 09:30 ... 15:30) and as Yahoo serves them
+    # live (stamped on the hour, 30 minutes earlier): both give each stock bar the VIX bar of its hour
+    spx, vix = _real_bars("^GSPC"), _real_bars("^VIX")
+    served = vix.assign(timestamp=vix["timestamp"] - pd.Timedelta(minutes=vix_minutes_early))
+    aligned = align_vix(served, spx["timestamp"])
+    assert aligned["timestamp"].tolist() == spx["timestamp"].tolist()
+    assert aligned["close"].tolist() == vix["close"].tolist()
+    assert (aligned["timestamp"].dt.strftime("%H:%M") == "15:30").sum() == 22  # every session's last bar
+
+
+def test_a_vix_gap_does_not_stretch_the_bar_before_it():
+    # Live-style VIX (on the hour) with bars left out: the bar before a gap still ends one hour
+    # after its start, not at the next VIX bar's start, so its own stock bar keeps it
+    spx, vix = _real_bars("^GSPC"), _real_bars("^VIX")
+    served = vix.assign(timestamp=vix["timestamp"] - pd.Timedelta(minutes=30))
+    dropped = [7, 40, 41, 153]  # a session's first bar, two in a row mid-session, the very last one
+    aligned = align_vix(served.drop(index=dropped), spx["timestamp"])
+    expected = vix["close"].copy()
+    for row in dropped:
+        expected[row] = expected[row - 1]  # the previous VIX bar still served (41 -> 40 -> 39)
+    assert aligned["close"].tolist() == expected.tolist()
+
+
+def _fetch_window(server) -> tuple[str, str]:
+    days = sorted(set(server.expected("AAPL")["timestamp"].dt.date))
+    return str(days[0]), str(days[-1] + pd.Timedelta(days=1))
+
+
+def test_a_gateway_error_names_its_http_status(server):
+    server.scenarios["AAPL"] = ("503", 10_000)
+    slept = []
+    frame, result = _fetch("AAPL", *_fetch_window(server), server.session(), 2, sleep=slept.append)
+    assert (result.status, result.attempts, len(slept), frame.empty) == ("failed", 2, 1, True)
+    assert result.error.startswith("HTTP 503 from the chart endpoint (JSONDecodeError: "), result.error
+    assert server.requests["AAPL"] == 4  # yfinance re-asks once after any status >= 400
+
+
+def test_retries_ride_out_an_outage_on_the_jittered_schedule(server):
+    server.scenarios["AAPL"] = ("503", 6)  # three failed attempts (two requests each), then the bars
+    slept = []
+    frame, result = _fetch(
+        "AAPL", *_fetch_window(server), server.session(), sleep=slept.append, rng=random.Random(1)
+    )
+    assert (result.status, result.attempts, result.error) == ("ok", 4, None)
+    assert result.rows == len(frame) == len(server.expected("AAPL"))
+    assert server.requests["AAPL"] == 7
+    assert slept == retry_delays(rng=random.Random(1))[:3]
+    ceilings = [min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2**i) for i in range(3)]  # 2, 4, 8 s
+    assert all(0 <= wait <= ceiling for wait, ceiling in zip(slept, ceilings, strict=True))
+
+
+def test_the_retry_budget_covers_a_five_minute_outage(server):
+    server.scenarios["AAPL"] = ("503", 10_000)  # down for longer than the retries last
+    slept = []
+    _, result = _fetch(
+        "AAPL", *_fetch_window(server), server.session(), sleep=slept.append, rng=random.Random(7)
+    )
+    schedule = retry_delays(rng=random.Random(7))
+    assert slept == schedule and result.attempts == len(schedule) + 1 and result.status == "failed"
+    assert server.requests["AAPL"] == 2 * result.attempts
+    assert sum(slept) >= RETRY_BUDGET_SECONDS >= 300 > sum(slept[:-1])  # gives up once the budget is spent
+    assert result.error.startswith("HTTP 503 from the chart endpoint")
+    # any draw: the waits add up to at least 5 minutes, in a bounded number of attempts
+    totals, attempts = [], []
+    for seed in range(2_000):
+        delays = retry_delays(rng=random.Random(seed))
+        totals.append(sum(delays))
+        attempts.append(len(delays) + 1)
+    assert min(totals) >= 300 and max(attempts) < RETRY_MAX_ATTEMPTS
+    assert 10 <= np.median(attempts) <= 20
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error"),
+    [
+        # yfinance's time-zone lookup (quoteSummary) answers 404 first, unless the zone is cached
+        ("404", r"^HTTP 404 from the quoteSummary endpoint \(HTTPError: |symbol may be delisted"),
+        ("422", "730 days"),
+        ("empty", "YFPricesMissingError"),
+    ],
+)
+def test_bad_input_is_never_retried_nor_waited_for(server, scenario, error):
+    server.scenarios["TSLA"] = scenario
+    slept = []
+    _, result = _fetch("TSLA", *_fetch_window(server), server.session(), sleep=slept.append)
+    assert (result.status, result.attempts, slept) == ("failed", 1, [])
+    assert re.search(error, result.error), result.error

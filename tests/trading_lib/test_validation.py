@@ -136,7 +136,7 @@ def test_too_many_missing_closes_fail():
     holdings = data.holdings.copy()
     aapl = holdings.index[holdings["contract"] == "AAPL"]
     too_many = int(len(aapl) * MISSING_FAIL_FRACTION) + 1
-    holdings.loc[aapl[10 : 10 + too_many], "close"] = np.inf  # not finite counts as missing
+    holdings.loc[aapl[10 : 10 + too_many], "close"] = np.nan
     holdings.loc[aapl[50], ["open", "volume"]] = np.nan
     report = validate_inputs(_with(data, holdings=holdings))
     assert report.status == "FAIL"
@@ -147,7 +147,7 @@ def test_too_many_missing_closes_fail():
     assert warned["detail"].str.split(" missing").str[0].tolist() == ["close", "open, volume"]
     assert warned["timestamp"].tolist() == holdings.loc[[aapl[10], aapl[50]], "timestamp"].tolist()
     # one fewer missing close stays a warning
-    holdings.loc[aapl[10], "close"] = 100.0
+    holdings.loc[aapl[10], "close"] = data.holdings.loc[aapl[10], "close"]
     assert validate_inputs(_with(data, holdings=holdings)).status == "WARN"
 
 
@@ -180,9 +180,7 @@ def test_market_data_checks():
     data = generate_sample_data(num_contracts=2)
     report = validate_inputs(_with(data, vix=data.vix.iloc[0:0]))
     assert report.status == "FAIL"
-    assert _issues(report, "market_data")["detail"].tolist() == [
-        "^VIX has no bars (input/vix_hourly.parquet)"
-    ]
+    assert _issues(report, "market_data")["detail"].tolist() == ["^VIX has no bars (bar store)"]
     spx = data.spx.copy()
     spx.loc[5, "close"] = np.nan  # present row, no usable close
     duplicated = pd.concat([data.vix, data.vix.iloc[[7]]], ignore_index=True)
@@ -216,3 +214,93 @@ def test_report_is_strict_json_with_rules():
     assert all(pd.Timestamp(t).utcoffset() is not None for t in timestamps if t is not None)
     assert pd.Timestamp(payload["first_timestamp"]) == holdings["timestamp"].min()
     assert payload["checks"]["duplicates"]["severity"] == "FAIL"
+
+
+def test_infinite_zero_and_negative_prices_fail_once_per_bar_and_are_not_missing():
+    data = generate_sample_data(num_contracts=3)
+    holdings, spx = data.holdings.copy(), data.spx.copy()
+    aapl = holdings.index[holdings["contract"] == "AAPL"]
+    holdings.loc[aapl[20], "close"] = np.inf
+    holdings.loc[aapl[21], "open"] = 0.0
+    holdings.loc[aapl[22], "low"] = -1.0
+    spx.loc[30, "close"] = np.inf
+    report = validate_inputs(_with(data, holdings=holdings, spx=spx))
+    assert report.status == "FAIL"
+    found = _issues(report, "price_values")
+    assert set(found["severity"]) == {"FAIL"}
+    assert _keys(found) == {
+        *(("AAPL", holdings.loc[row, "timestamp"]) for row in aapl[20:23]),
+        ("^GSPC", spx.loc[30, "timestamp"]),
+    }
+    assert sorted(found["detail"]) == [
+        "column close must be finite and > 0, is inf",
+        "column close must be finite and > 0, is inf",
+        "column low must be finite and > 0, is -1.0",
+        "column open must be finite and > 0, is 0.0",
+    ]
+    assert _issues(report, "missing_values").empty  # inf is no longer "missing"
+    # the inf ^GSPC close leaves that stock bar without a market close: that partition cannot run
+    assert _keys(_issues(report, "market_data")) == {("^GSPC", spx.loc[30, "timestamp"])}
+    # a bad close makes no bar return, so no outlier either
+    assert set(report.issues["check"]) == {"price_values", "market_data"}
+
+
+def test_inconsistent_bars_and_negative_volume_fail_once_per_bar():
+    data = generate_sample_data(num_contracts=2)
+    holdings, vix = data.holdings.copy(), data.vix.copy()
+    msft = holdings.index[holdings["contract"] == "MSFT"]
+    holdings.loc[msft[5], "high"] = holdings.loc[msft[5], ["open", "close"]].max() * 0.999
+    holdings.loc[msft[6], "low"] = holdings.loc[msft[6], ["open", "close"]].min() * 1.001
+    holdings.loc[msft[7], "volume"] = -10.0
+    vix.loc[8, "high"] = vix.loc[8, "close"] / 2
+    report = validate_inputs(_with(data, holdings=holdings, vix=vix))
+    assert report.status == "FAIL"
+    ranges, volumes = _issues(report, "price_range"), _issues(report, "volume_values")
+    assert _keys(ranges) == {
+        ("MSFT", holdings.loc[msft[5], "timestamp"]),
+        ("MSFT", holdings.loc[msft[6], "timestamp"]),
+        ("^VIX", vix.loc[8, "timestamp"]),
+    }
+    assert _keys(volumes) == {("MSFT", holdings.loc[msft[7], "timestamp"])}
+    assert report.checks["price_range"] == {
+        "severity": "FAIL",
+        "issues": 3,
+        "description": RULES["price_range"],
+    }
+    assert set(report.issues["check"]) == {"price_range", "volume_values"}
+
+
+def test_repeated_bars_say_whether_they_are_identical():
+    data = generate_sample_data(num_contracts=2)
+    h = data.holdings
+    changed = h.iloc[[4]].assign(volume=h["volume"].iloc[4] + 100.0)
+    report = validate_inputs(_with(data, holdings=pd.concat([h, h.iloc[[3]], changed], ignore_index=True)))
+    found = _only(report, "duplicates", "FAIL")
+    assert _keys(found) == _keys(h.iloc[[3, 4]])
+    assert sorted(found["detail"]) == [
+        "(contract, timestamp) must be unique, appears 2 times (identical to an earlier row)",
+        "(contract, timestamp) must be unique, appears 2 times (with different values)",
+    ]
+
+
+def test_timestamps_without_a_time_zone_fail_every_bar_and_skip_the_calendar_checks():
+    data = generate_sample_data(num_contracts=2)
+    naive = data.holdings.assign(timestamp=data.holdings["timestamp"].dt.tz_localize(None))
+    report = validate_inputs(_with(data, holdings=naive))
+    found = _only(report, "timestamp_type", "FAIL")
+    assert len(found) == len(naive) and found["timestamp"].isna().all()
+    assert set(found["contract"]) == set(naive["contract"])
+    assert (
+        found["detail"]
+        .eq("column timestamp must be a timezone-aware date-time, is naive (datetime64[us], no time zone)")
+        .all()
+    )
+    payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
+    assert payload["first_timestamp"] is None and payload["checks"]["completeness"]["issues"] == 0
+    # a single bar without a timestamp: that bar fails, the calendar checks run on the others
+    holdings = data.holdings.copy()
+    holdings.loc[7, "timestamp"] = pd.NaT
+    report = validate_inputs(_with(data, holdings=holdings))
+    assert _keys(_issues(report, "timestamp_type")) == {(holdings.loc[7, "contract"], pd.NaT)}
+    completeness = _issues(report, "completeness")
+    assert _keys(completeness) == {(holdings.loc[7, "contract"], data.holdings.loc[7, "timestamp"])}

@@ -22,6 +22,14 @@ from requests.adapters import HTTPAdapter
 
 REAL_BARS = Path(__file__).resolve().parents[2] / "input" / "yahoo-1h-2022"
 FIRST_BAR = pd.Timestamp("2022-03-14 09:30", tz="America/New_York")
+# Failing answers of the ("<status>", n) scenarios: 429 as Yahoo's JSON, the 5xx as an edge's HTML page
+GATEWAY_PAGES = {
+    "429": "Too Many Requests",
+    "500": "500 Internal Server Error",
+    "502": "502 Bad Gateway",
+    "503": "503 Service Unavailable",
+    "504": "504 Gateway Timeout",
+}
 
 
 def weeks_into_window(now: pd.Timestamp, days_back: int = 180) -> int:
@@ -49,6 +57,8 @@ class YahooReplay:
     "empty"        a valid chart with no bars (meta only, as Yahoo answers a range without trading)
     ("429", n)     the first n requests are rate-limited (HTTP 429), then the bars
     ("500", n)     the first n requests get an HTML gateway error page (HTTP 500), then the bars
+    ("503", n)     the same with HTTP 503 Service Unavailable (502 and 504 too); n may be larger
+                   than any number of attempts, for an outage that outlasts the retries
     ("drop", ts)   the bars whose served timestamp is in ``ts`` are left out (gaps)
 
     yfinance re-asks once after any status >= 400, so one failed attempt costs two requests.
@@ -131,11 +141,11 @@ class YahooReplay:
                     },
                 }
             }
-        failing = isinstance(scenario, tuple) and scenario[0] in ("429", "500")
+        failing = isinstance(scenario, tuple) and scenario[0] in GATEWAY_PAGES
         if intraday and failing and self.requests[symbol] <= scenario[1]:
             if scenario[0] == "429":
                 return 429, {"error": "Too Many Requests"}
-            return 500, "<html><body><h1>500 Internal Server Error</h1></body></html>"
+            return int(scenario[0]), f"<html><body><h1>{GATEWAY_PAGES[scenario[0]]}</h1></body></html>"
         bars = self._bars[symbol]
         if not intraday or scenario == "empty":
             bars = bars.iloc[0:0]

@@ -1,24 +1,30 @@
 """
-### aggregate_portfolio: portfolio analytics over every partition result
+### aggregate_portfolio: portfolio reports of a run and over a period
 
-Layer 6 of the trading pipeline, scheduled on the `trading_results` asset (Airflow 3's name for a
-Dataset). It runs once per pipeline run (trading_orchestrator emits the asset once, after every
-analyze_symbol run has finished) and again by itself whenever a partition is reprocessed or
-analyze_symbol runs on its own.
+Scheduled on the `trading_results` asset. It runs once per pipeline run (trading_orchestrator
+emits the asset once, after every analyze_symbol run has finished) and again by itself whenever a
+partition is reprocessed or analyze_symbol runs on its own.
 
-It computes the report from what is in storage, never from the asset events' payloads (events can
-be batched into one run, and their extras are informational): total P&L, win rate, Sharpe ratio
-(annualised), average beta, a per-contract table and a time series, and the partitions that were
-expected but are missing. Output: `output/reports/portfolio.json` (shown in the Trading reports
-view of the Airflow UI).
+It computes from what is stored, never from the events' payloads (events can be batched into one
+run; their extras only say which orchestrator runs to report on):
 
-Param `output_dir`: the trading-results folder to aggregate (local path or s3://), default
-`<TRADING_DATA_ROOT>/output/trading-results`.
+- **the run's report** for each orchestrator run behind the triggering events:
+  `output/runs/<run_id>/portfolio.json`;
+- **the cumulative report** over a period: `output/reports/portfolio.json`, by default every
+  session with results, or `period_start` .. `period_end`.
+
+Both hold total and daily P&L, win rate, Sharpe (annualised with √1764, with the number of
+returns behind it and its standard error after Lo, 2002), average beta, and per-contract,
+daily and time-series tables. A trade at bar t closes once bar t+1 is in the bar store, whichever
+run stored it: each scheduled run closes the previous interval's trades.
+
+A partition the run expected but that has no result file is listed in the report, and the task
+then **fails** (after writing the report), so the UI and alerting see it.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, task
 from common.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
@@ -28,6 +34,8 @@ from common.runtime import (
     task_storage,
 )
 
+from trading_lib.run_request import DATE_PATTERN
+
 
 @dag(
     dag_id="aggregate_portfolio",
@@ -36,28 +44,79 @@ from common.runtime import (
     catchup=False,
     max_active_runs=1,
     doc_md=__doc__,
-    tags=["trading", "layer-6"],
+    tags=["trading", "aggregate"],
     default_args=DEFAULT_ARGS,
     params={
+        "period_start": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="Period start",
+            description="First session of the cumulative report, YYYY-MM-DD (inclusive). "
+            "Default: the first session with results.",
+        ),
+        "period_end": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="Period end",
+            description="Last session of the cumulative report, YYYY-MM-DD (inclusive), not before "
+            "Period start. Default: the last session with results.",
+        ),
         "output_dir": Param(
             None,
             type=["null", "string"],
             minLength=1,
-            description="trading-results folder to aggregate (default: <data root>/output/trading-results)",
+            title="Results folder",
+            description="The trading-results folder to aggregate: a local path or s3://bucket/prefix "
+            "that exists. Default: <data root>/output/trading-results.",
         ),
     },
 )
 def aggregate_portfolio():
     @task
-    def aggregate() -> dict:
-        from trading_lib import pipeline
+    def aggregate(params=None, dag_run=None, triggering_asset_events=None):
+        from airflow.sdk.exceptions import AirflowFailException
 
-        context = get_current_context()
-        events = context["triggering_asset_events"].get(RESULTS_ASSET, [])
-        print(f"triggered by {len(events)} asset event(s): {[e.extra for e in events][:10]}")
-        output_dir = context["params"].get("output_dir")
+        from trading_lib import pipeline
+        from trading_lib.run_request import check_keys, parse_date
+
+        events = triggering_asset_events.get(RESULTS_ASSET, []) if triggering_asset_events else []
+        run_ids = sorted(
+            {e.extra["orchestrator_run_id"] for e in events if e.extra.get("orchestrator_run_id")}
+        )
+        print(f"triggered by {len(events)} asset event(s); orchestrator runs: {run_ids or 'none'}")
+        output_dir = params.get("output_dir")
         with bad_input_fails_fast():
-            return pipeline.aggregate(task_storage(), storage_at(output_dir) if output_dir else None)
+            check_keys(dag_run.conf, ("period_start", "period_end", "output_dir"))
+            summary = pipeline.aggregate(
+                task_storage(),
+                run_ids=run_ids,
+                period_start=parse_date(params.get("period_start"), "period_start"),
+                period_end=parse_date(params.get("period_end"), "period_end"),
+                aggregation_run_id=dag_run.run_id,
+                results_storage=storage_at(output_dir) if output_dir else None,
+            )
+        print(
+            f"period {summary['period_start']} .. {summary['period_end']}: "
+            f"{summary['partitions']} partitions, "
+            f"{summary['closed_trades']} closed trades, P&L {summary['total_pnl']:.2f} USD, "
+            f"Sharpe {summary['sharpe_ratio']} over {summary['sharpe_returns']} returns"
+        )
+        missing = [
+            (rid, run["missing_partitions"])
+            for rid, run in summary["runs"].items()
+            if run["missing_partitions"]
+        ]
+        if missing:
+            names = [f"{p['contract']} {p['timestamp']}" for _, parts in missing for p in parts]
+            raise AirflowFailException(
+                f"{len(names)} expected partition(s) have no result (reports written): "
+                + ", ".join(names[:20])
+            )
+        return summary
 
     aggregate()
 

@@ -1,11 +1,13 @@
 """
 ### analyze_symbol: one contract, one mapped task instance per timestamp
 
-Layer 4 of the trading pipeline. `list_partitions` lists the contract's bars inside the analysis
-window (or the `timestamps` given in conf) and `analyze_time_partition` is mapped over them: each
-mapped instance is one partition (contract × timestamp), labelled "<CONTRACT> <timestamp>", and
-writes `output/trading-results/<CONTRACT>/<YYYYMMDD_HHMMSS>.parquet` atomically; running it again
-writes identical bytes. `summarize_symbol` writes `output/reports/symbols/<CONTRACT>.json`.
+`list_partitions` lists the contract's stored bars inside the analysis window (or the
+`timestamps` given in conf) and `analyze_time_partition` is mapped over them: each mapped instance
+is one partition (contract × timestamp), labelled "<CONTRACT> <timestamp>". It reads its own bar
+and look-back from the bar store (any bar ever stored can be analysed again) and writes
+`output/trading-results/<YYYY-MM-DD>/<CONTRACT>_<HHMMSS>.parquet` atomically; while the stored
+bars are unchanged, running it again writes identical bytes. `summarize_symbol` writes
+`output/reports/symbols/<CONTRACT>.json`.
 
 **Execution mode** (`TRADING_EXECUTION_MODE`): `local` runs `trading_lib`'s partition entry point
 inside the Airflow worker; `kubernetes` runs the very same command,
@@ -40,7 +42,8 @@ from common.runtime import (
 
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
-NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time"}
+OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$"
+NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "pattern": OFFSET_DATE_TIME}
 
 
 def _partition_label(contract: str, timestamps: list[str]) -> str:
@@ -55,7 +58,7 @@ def _partition_label(contract: str, timestamps: list[str]) -> str:
     start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
-    tags=["trading", "layer-4"],
+    tags=["trading", "analyze"],
     default_args=DEFAULT_ARGS,
     max_active_runs=16,
     params={
@@ -63,34 +66,51 @@ def _partition_label(contract: str, timestamps: list[str]) -> str:
             type="string",
             pattern=JSON_SCHEMA_PATTERN,
             title="Contract",
-            description="Yahoo-style ticker present in the input, e.g. AAPL",
+            description="Yahoo-style ticker with bars in the store, e.g. AAPL (letters/digits, optional ^, "
+            "parts joined by - . =).",
         ),
         "timestamps": Param(
             None,
             type=["null", "array"],
-            items={"type": "string", "format": "date-time"},
+            items={"type": "string", "format": "date-time", "pattern": OFFSET_DATE_TIME},
             minItems=1,
             title="Timestamps",
-            description="Reprocess only these bars (ISO 8601 with offset, e.g. 2024-01-22T09:30:00-05:00)",
+            description="Analyse only these stored bars: ISO 8601 bar starts with offset, e.g. "
+            "2024-01-22T09:30:00-05:00. Overrides the window.",
         ),
         "window_start": Param(
-            None, **NULLABLE_TIMESTAMP, description="Analysis window start (default: input's)"
+            None,
+            **NULLABLE_TIMESTAMP,
+            title="Window start",
+            description="Analyse the bars starting at or after this ISO 8601 date-time with offset "
+            "(with Window end). Default: the last 24 stored bars.",
         ),
-        "window_end": Param(None, **NULLABLE_TIMESTAMP, description="Analysis window end, exclusive"),
+        "window_end": Param(
+            None,
+            **NULLABLE_TIMESTAMP,
+            title="Window end",
+            description="Analyse the bars starting before this ISO 8601 date-time with offset (exclusive).",
+        ),
         "orchestrator_run_id": Param(
-            None, type=["null", "string"], description="Set by trading_orchestrator; leave empty"
+            None,
+            type=["null", "string"],
+            title="Orchestrator run",
+            description="Set by trading_orchestrator (ties this run to its record); leave empty.",
         ),
     },
 )
 def analyze_symbol():
     @task  # bad conf fails at once (AirflowFailException); a storage outage is retried
-    def list_partitions() -> list[list[str]]:
+    def list_partitions(params=None, dag_run=None) -> list[list[str]]:
         from airflow.configuration import conf
 
         from trading_lib import pipeline
+        from trading_lib.run_request import check_keys
 
-        params = get_current_context()["params"]
         with bad_input_fails_fast():
+            check_keys(
+                dag_run.conf, ("contract", "timestamps", "window_start", "window_end", "orchestrator_run_id")
+            )
             storage = task_storage()
             window = None
             if params.get("timestamps") is None:
@@ -128,18 +148,29 @@ def analyze_symbol():
             contract = context["params"]["contract"]
             context["partition_label"] = _partition_label(contract, partition_timestamps)
             with bad_input_fails_fast():
-                written = pipeline.run_partitions(task_storage(), contract, partition_timestamps)
+                written = pipeline.analyze_partition(task_storage(), contract, partition_timestamps)
+            for item in written:
+                print(
+                    f"partition {item['contract']} {item['timestamp']}: signal {item['signal']}, "
+                    f"beta {item['beta'] if item['beta'] is None else round(item['beta'], 4)}, "
+                    f"wrote {item['key']} ({item['bytes']} bytes)"
+                )
             if is_reprocessing(context["dag_run"]):
                 for item in written:
                     context["outlet_events"][RESULTS_UPDATES].add(
-                        RESULTS_ASSET, extra={"source": "reprocessed_partition"} | item
+                        RESULTS_ASSET,
+                        extra={
+                            "source": "reprocessed_partition",
+                            "orchestrator_run_id": context["params"].get("orchestrator_run_id"),
+                        }
+                        | item,
                     )
             return len(written)
 
         analyzed = analyze_time_partition.expand(partition_timestamps=partitions)
 
     @task(outlets=[RESULTS_UPDATES])
-    def summarize_symbol(chunks: list[list[str]]) -> dict:
+    def summarize_symbol(chunks: list[list[str]]):
         from trading_lib import pipeline
 
         context = get_current_context()
@@ -156,6 +187,7 @@ def analyze_symbol():
                 RESULTS_ASSET,
                 extra={
                     "source": "analyze_symbol",
+                    "orchestrator_run_id": params.get("orchestrator_run_id"),
                     "contract": params["contract"],
                     "rows": summary["written"],
                 },

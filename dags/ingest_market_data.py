@@ -1,20 +1,23 @@
 """
-### ingest_market_data: hourly bars from Yahoo Finance into the input files
+### ingest_market_data: hourly bars from Yahoo Finance into the bar store
 
-Layer 1 of the trading pipeline, standalone (trading_orchestrator runs the same task). Fetches
-the `symbols` plus ^VIX and ^GSPC (interval 1h) in parallel, with retries and exponential
-backoff on rate limits and network errors, aligns ^VIX to the stock bars without look-ahead, and
-writes `input/*.parquet` plus `output/reports/ingestion.json`. Without dates it fetches the most
-recent sessions. Yahoo serves 1h bars for the last 730 days only: older ranges are refused
-before any request.
+The same task trading_orchestrator runs, standalone. Fetches what the bar store lacks of
+`symbols` plus ^VIX and ^GSPC (interval 1h) for the sessions `start_date` .. `end_date` and the 11
+warm-up sessions before them (plus the store's latest session, which may have been stored while
+trading), in parallel, with retries and exponential backoff on rate limits and network errors;
+aligns ^VIX to the stock bars without look-ahead; upserts each session file atomically and writes
+`output/reports/ingestion.json`. A ticker that fails stops the ingestion before anything is
+written, unless `allow_partial`. Yahoo serves 1h bars for the last 730 days only: older ranges
+are refused before any request.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
-from common.runtime import DEFAULT_ARGS, START_DATE
+from airflow.sdk import Param, dag, task
+from common.runtime import DEFAULT_ARGS, SETTINGS, START_DATE, bad_input_fails_fast
 from common.tasks import ingest_market_data as ingest_task
 
+from trading_lib.run_request import DATE_PATTERN, MAX_CONTRACTS
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 
@@ -24,40 +27,59 @@ from trading_lib.symbols import JSON_SCHEMA_PATTERN
     start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
-    tags=["trading", "layer-1"],
+    tags=["trading", "ingest"],
     default_args=DEFAULT_ARGS,
     params={
         "symbols": Param(
-            ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH"],
+            list(SETTINGS.symbols),
             type="array",
             items={"type": "string", "pattern": JSON_SCHEMA_PATTERN},
             minItems=1,
+            maxItems=MAX_CONTRACTS,
             uniqueItems=True,
-            description="Stocks to fetch (^VIX and ^GSPC are always added)",
+            title="Symbols",
+            description=f"Yahoo tickers to fetch (letters/digits, optional ^, parts joined by - . =), 1 to "
+            f"{MAX_CONTRACTS}, no repeats. ^VIX and ^GSPC are always added.",
         ),
-        "start_date": Param(None, type=["null", "string"], format="date", description="YYYY-MM-DD"),
-        "end_date": Param(None, type=["null", "string"], format="date", description="YYYY-MM-DD, exclusive"),
+        "start_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="Start date",
+            description="First session, YYYY-MM-DD, with End date. Default: the last 5 complete sessions. "
+            "1h bars exist for the last 730 days only.",
+        ),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="End date",
+            description="End date, exclusive, YYYY-MM-DD, after Start date.",
+        ),
+        "allow_partial": Param(
+            False,
+            type="boolean",
+            title="Allow partial",
+            description="Store the tickers that were fetched even if others failed (default: store nothing).",
+        ),
     },
 )
 def ingest_market_data():
     @task(retries=0)
-    def build_request() -> dict:
-        from common.runtime import bad_input_fails_fast
+    def build_request(params=None, dag_run=None):
+        from trading_lib.run_request import ingestion_request
 
-        from trading_lib.pipeline import PipelineInputError
-
-        params = get_current_context()["params"]
-        start, end = params.get("start_date"), params.get("end_date")
         with bad_input_fails_fast():
-            if (start is None) != (end is None):
-                raise PipelineInputError("start_date and end_date must be given together")
-            if start is None:
-                from trading_lib.ingestion import default_window
-
-                start, end = (t.date().isoformat() for t in default_window())
-            elif start >= end:
-                raise PipelineInputError(f"start_date ({start}) must be before end_date ({end})")
-        return {"run_ingestion": True, "symbols": params["symbols"], "start": start, "end": end}
+            request = ingestion_request(params, dag_run.conf)
+        return {
+            "ingest": True,
+            "symbols": request["symbols"],
+            "ingestion_start": request["start"],
+            "ingestion_end": request["end"],
+            "allow_partial": request["allow_partial"],
+        }
 
     ingest_task(build_request())
 

@@ -1,34 +1,37 @@
 """
-### trading_orchestrator: ingest → validate → branch → one analyze_symbol run per contract
+### trading_orchestrator: ingest → select → validate → branch → one analyze_symbol run per contract
 
-Layer 3 of the trading pipeline.
+1. `check_request` checks the conf before anything is written (trading_lib.run_request: unknown
+   keys, a bad symbol, dates not `YYYY-MM-DD`, start after end, `num_contracts` out of range fail
+   here, naming the field).
+2. `ingest_market_data` upserts hourly bars from Yahoo Finance into the bar store, fetching only
+   the sessions the store lacks plus its latest one (scheduled and backfill runs always ingest;
+   manual runs when `run_ingestion`).
+3. `select_contracts` fixes the window and the contracts, and writes this run's record
+   (`output/runs/<run_id>/run.json`).
+4. `validate_data` writes the PASS / WARN / FAIL report of the window and its warm-up; FAIL →
+   `stop_on_validation_failure` fails the run; PASS / WARN → `trigger_analyze_symbol` starts one
+   analyze_symbol run per contract and waits for them deferrably.
+5. `publish_results` completes the run record and emits the `trading_results` asset once, which
+   starts aggregate_portfolio (this run's report, and the cumulative one).
 
-1. `check_request` checks the conf against the data before anything is written (a bad symbol,
-   start after end, `num_contracts` larger than the universe: the run fails here, naming the field).
-2. `ingest_market_data` fetches hourly bars from Yahoo Finance (skipped unless `run_ingestion`).
-3. `validate_data` writes the PASS / WARN / FAIL report (skipped unless `run_validation`).
-4. `check_validation` branches: FAIL → `stop_on_validation_failure` fails the run with the
-   validation summary; PASS / WARN → `select_contracts` (WARN is recorded in the manifest).
-5. `trigger_analyze_symbol` (a TriggerDagRunOperator mapped over the contracts) starts one
-   analyze_symbol run per contract and waits for them deferrably (in the triggerer, holding no
-   worker slot), so this run's final state is the pipeline's.
-6. `publish_results` writes the run report and emits the `trading_results` asset once, which
-   starts aggregate_portfolio.
+**Schedule** (`TRADING_ORCHESTRATOR_SCHEDULE`, default `30 10-16 * * 1-5` America/New_York):
+each run's data interval holds one hourly bar (the 09:30 bar closes at 10:30, ..., the 15:30 bar
+at 16:00, picked up at 16:30); the run ingests and analyses the bars that START in its interval.
+Every trade closes in a later run, once its next bar is stored. The local stack leaves the
+schedule off unless asked (`make demo SCHEDULE=on`).
 
-**Schedule**: `30 10-16 * * 1-5` in America/New_York: each weekday, after every hourly bar of the
-regular session has closed (the 09:30 bar closes at 10:30, ..., the 15:30 bar at 16:00; the 16:30
-tick picks it up). A scheduled run always ingests and analyses the bars of its data interval; a
-manual run does what its conf says (by default it analyses the input already in storage).
-Set `TRADING_ORCHESTRATOR_SCHEDULE=none` for manual runs only. Catchup is off.
-
-`airflow dags test trading_orchestrator` queues the analyze_symbol runs but does not execute them
-(a scheduler does): use `make demo` to run the whole pipeline.
+**Backfill** a date range with Airflow's own backfill (UI: *Backfill* on this DAG; CLI:
+`airflow backfill create --dag-id trading_orchestrator --from-date 2026-04-13 --to-date 2026-04-14`):
+each interval is a run like a scheduled one; conf given to the backfill (`ingestion_symbols`,
+`num_contracts`) is honoured. Reprocess a whole past day: the same command with
+`--reprocess-behavior completed`.
 """
 
 from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import CronDataIntervalTimetable, Metadata, Param, dag, get_current_context, task
+from airflow.sdk import CronDataIntervalTimetable, Metadata, Param, dag, task
 from common.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
@@ -39,11 +42,11 @@ from common.runtime import (
 )
 from common.tasks import ingest_market_data, validate_data
 
+from trading_lib.run_request import DATE_PATTERN, DEFAULT_WINDOW_BARS, MAX_CONTRACTS, MAX_WINDOW_BARS
 from trading_lib.settings import SCHEDULE_TIMEZONE
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
-MAX_CONTRACTS = 500
-DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH"]
+OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$"
 
 
 @dag(
@@ -54,176 +57,214 @@ DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM
         else None
     ),
     start_date=START_DATE,
-    catchup=False,
+    end_date=(
+        __import__("pendulum").parse(SETTINGS.orchestrator_end_date, tz=SCHEDULE_TIMEZONE).end_of("day")
+        if SETTINGS.orchestrator_end_date
+        else None
+    ),
+    catchup=SETTINGS.orchestrator_catchup,
     max_active_runs=1,
     doc_md=__doc__,
-    tags=["trading", "layer-3", "orchestrator"],
+    tags=["trading", "orchestrate"],
     default_args=DEFAULT_ARGS,
     params={
         "num_contracts": Param(
-            10,
-            type="integer",
+            None,
+            type=["null", "integer"],
             minimum=1,
             maximum=MAX_CONTRACTS,
             title="Number of contracts",
-            description="How many contracts of the input to analyse (at most the size of the universe)",
+            description=f"How many contracts to analyse, 1 to {MAX_CONTRACTS}: the first ones (sorted) with "
+            "bars in the window; at most the number of symbols ingested. Empty: all of them.",
         ),
         "run_ingestion": Param(
-            False, type="boolean", description="Fetch fresh bars from Yahoo Finance first"
+            False,
+            type="boolean",
+            title="Fetch from Yahoo first",
+            description="Manual runs: fetch missing bars from Yahoo Finance before analysing. "
+            "Scheduled and backfill runs always do.",
         ),
-        "run_validation": Param(True, type="boolean", description="Check the data; stop the run on FAIL"),
+        "run_validation": Param(
+            True,
+            type="boolean",
+            title="Validate",
+            description="Check the window's bars first and stop the run on FAIL.",
+        ),
         "ingestion_symbols": Param(
-            DEFAULT_SYMBOLS,
+            list(SETTINGS.symbols),
             type="array",
             items={"type": "string", "pattern": JSON_SCHEMA_PATTERN},
             minItems=1,
             maxItems=MAX_CONTRACTS,
             uniqueItems=True,
-            description="Stocks to ingest (^VIX and ^GSPC are always added)",
+            title="Symbols to ingest",
+            description=f"Yahoo tickers (letters/digits, optional ^, parts joined by - . =), 1 to "
+            f"{MAX_CONTRACTS}, no repeats. ^VIX and ^GSPC are always added.",
         ),
         "ingestion_start_date": Param(
-            None, type=["null", "string"], format="date", description="First session to ingest (YYYY-MM-DD)"
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="Ingest from",
+            description="First session to ingest, YYYY-MM-DD, with Ingest until. Default: the run's "
+            "data interval (scheduled) or the last 5 sessions. Yahoo keeps 1h bars for 730 days.",
         ),
         "ingestion_end_date": Param(
-            None, type=["null", "string"], format="date", description="End date, exclusive (YYYY-MM-DD)"
+            None,
+            type=["null", "string"],
+            format="date",
+            pattern=DATE_PATTERN,
+            title="Ingest until",
+            description="End date, exclusive, YYYY-MM-DD, after Ingest from.",
+        ),
+        "window_start": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            pattern=OFFSET_DATE_TIME,
+            title="Window start",
+            description="Analyse bars starting at or after this ISO 8601 date-time with offset, e.g. "
+            "2024-01-22T09:30:00-05:00 (with Window end). Default: the data interval (scheduled), "
+            "else the last 'Bars to analyse' stored bars.",
+        ),
+        "window_end": Param(
+            None,
+            type=["null", "string"],
+            format="date-time",
+            pattern=OFFSET_DATE_TIME,
+            title="Window end",
+            description="Analyse bars starting before this ISO 8601 date-time with offset (exclusive).",
+        ),
+        "window_bars": Param(
+            DEFAULT_WINDOW_BARS,
+            type="integer",
+            minimum=1,
+            maximum=MAX_WINDOW_BARS,
+            title="Bars to analyse",
+            description=f"Manual runs without a window: the last N stored bars, 1 to {MAX_WINDOW_BARS}.",
         ),
     },
 )
 def trading_orchestrator():
-    @task  # bad conf fails at once (AirflowFailException); a storage outage is retried
-    def check_request() -> dict:
-        """Everything a run needs, checked against the data: fail here, before anything is written."""
-        import pandas as pd
+    @task  # bad conf fails at once (AirflowFailException); nothing else can fail here
+    def check_request(params=None, dag_run=None, data_interval_start=None, data_interval_end=None):
+        """The run's request, checked before anything is written."""
+        from trading_lib import pipeline
+        from trading_lib.run_request import orchestrator_request
 
-        from trading_lib.inputs import read_contracts
-        from trading_lib.pipeline import PipelineInputError
-        from trading_lib.symbols import validate_symbols
-
-        context = get_current_context()
-        params, dag_run = context["params"], context["dag_run"]
-        scheduled = dag_run.run_type == "scheduled"
-        request = {
-            "run_ingestion": bool(params["run_ingestion"]) or scheduled,
-            "run_validation": bool(params["run_validation"]),
-            "num_contracts": params["num_contracts"],
-            "window_start": None,
-            "window_end": None,
-        }
         with bad_input_fails_fast():
-            try:
-                request["symbols"] = validate_symbols(params["ingestion_symbols"])
-            except ValueError as exc:
-                raise PipelineInputError(f"ingestion_symbols: {exc}") from None
-            start, end = params.get("ingestion_start_date"), params.get("ingestion_end_date")
-            if scheduled:
-                interval_start, interval_end = context["data_interval_start"], context["data_interval_end"]
-                request["window_start"] = interval_start.isoformat()
-                request["window_end"] = interval_end.isoformat()
-                start = start or interval_start.in_timezone(SCHEDULE_TIMEZONE).to_date_string()
-                end = end or interval_end.in_timezone(SCHEDULE_TIMEZONE).add(days=1).to_date_string()
-            if (start is None) != (end is None):
-                raise PipelineInputError("ingestion_start_date and ingestion_end_date must be given together")
-            if start is not None:
-                try:
-                    start_day, end_day = pd.Timestamp(start), pd.Timestamp(end)
-                except ValueError as exc:
-                    raise PipelineInputError(f"ingestion_start_date/ingestion_end_date: {exc}") from None
-                if start_day >= end_day:
-                    raise PipelineInputError(
-                        f"ingestion_start_date ({start}) must be before ingestion_end_date ({end})"
-                    )
-            elif request["run_ingestion"]:
-                from trading_lib.ingestion import default_window
-
-                start, end = (t.date().isoformat() for t in default_window())
-            request["start"], request["end"] = start, end
-            universe = request["symbols"] if request["run_ingestion"] else read_contracts(task_storage())
-            if request["num_contracts"] > len(universe):
-                raise PipelineInputError(
-                    f"num_contracts={request['num_contracts']} is larger than the universe "
-                    f"({len(universe)} contracts "
-                    f"{'to ingest' if request['run_ingestion'] else 'in the input'})"
+            request = orchestrator_request(
+                params,
+                run_id=dag_run.run_id,
+                run_type=str(getattr(dag_run.run_type, "value", dag_run.run_type)),
+                conf=dag_run.conf,
+                data_interval=(data_interval_start, data_interval_end),
+                default_symbols=SETTINGS.symbols,
+            )
+            if not request.ingest:  # the data is already stored: check the request against it now
+                storage = task_storage()
+                window = pipeline.resolve_window(
+                    storage, request.window_start, request.window_end, request.window_bars
                 )
-        return request
+                pipeline.select_contracts(storage, request.num_contracts, window)
+        return request.to_dict()
+
+    @task(trigger_rule="none_failed")
+    def select_contracts(request: dict, ingestion: dict | None):
+        """Fix the window and the contracts; write the run record."""
+        from trading_lib import pipeline
+
+        with bad_input_fails_fast():
+            storage = task_storage()
+            window = pipeline.resolve_window(
+                storage, request["window_start"], request["window_end"], request["window_bars"]
+            )
+            contracts = pipeline.select_contracts(storage, request["num_contracts"], window)
+            scope = {
+                "run_id": request["run_id"],
+                "window_start": window.start.isoformat(),
+                "window_end": window.end.isoformat(),
+                "contracts": contracts,
+                "validate": request["validate"],
+            }
+            pipeline.record_run(
+                storage,
+                request["run_id"],
+                dag_id="trading_orchestrator",
+                run_type=request["run_type"],
+                request=request,
+                window_start=scope["window_start"],
+                window_end=scope["window_end"],
+                contracts=contracts,
+                ingestion=_ingestion_summary(ingestion),
+                state="running",
+            )
+        print(f"window {scope['window_start']} .. {scope['window_end']}, {len(contracts)} contracts")
+        return scope
 
     @task.branch(trigger_rule="none_failed")
-    def check_validation() -> str:
-        validation = get_current_context()["ti"].xcom_pull(task_ids="validate_data")
+    def check_validation(validation: dict | None) -> str:
         if validation and validation["status"] == "FAIL":
             return "stop_on_validation_failure"
-        return "select_contracts"
+        return "trigger_analyze_symbol"
 
     @task(retries=0)
-    def stop_on_validation_failure() -> None:
+    def stop_on_validation_failure(scope: dict, validation: dict) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
-        validation = get_current_context()["ti"].xcom_pull(task_ids="validate_data")
+        from trading_lib import pipeline
+
+        pipeline.record_run(task_storage(), scope["run_id"], validation=validation, state="failed")
         raise AirflowFailException(
             f"Validation failed, pipeline stopped. {validation['summary']} ({validation['report']})"
         )
 
     @task
-    def select_contracts(request: dict) -> list[dict]:
-        from trading_lib import pipeline
+    def symbol_runs(scope: dict) -> list[dict]:
+        """One analyze_symbol run per contract, with a run id derived from this run's."""
         from trading_lib.symbols import symbol_to_segment
 
-        context = get_current_context()
-        run_id = context["run_id"]
-        validation = context["ti"].xcom_pull(task_ids="validate_data")
-        with bad_input_fails_fast():
-            storage = task_storage()
-            contracts = pipeline.select_contracts(storage, request["num_contracts"])
-            window = pipeline.resolve_window(storage, request["window_start"], request["window_end"])
-            pipeline.write_manifest(
-                storage,
-                contracts=contracts,
-                window=window,
-                orchestrator_run_id=run_id,
-                validation_status=validation["status"] if validation else "SKIPPED",
-            )
         return [
             {
-                "trigger_run_id": f"{run_id}__{symbol_to_segment(contract)}",
+                "trigger_run_id": f"{scope['run_id']}__{symbol_to_segment(contract)}",
                 "conf": {
                     "contract": contract,
-                    "window_start": window.start.isoformat(),
-                    "window_end": window.end.isoformat(),
-                    "orchestrator_run_id": run_id,
+                    "window_start": scope["window_start"],
+                    "window_end": scope["window_end"],
+                    "orchestrator_run_id": scope["run_id"],
                 },
             }
-            for contract in contracts
+            for contract in scope["contracts"]
         ]
 
     @task(outlets=[RESULTS_ASSET])
-    def publish_results(selected: list[dict]):
-        from trading_lib import layout
+    def publish_results(scope: dict, runs: list[dict], validation: dict | None):
+        from trading_lib import pipeline
 
-        context = get_current_context()
-        validation = context["ti"].xcom_pull(task_ids="validate_data")
-        report = {
-            "orchestrator_run_id": context["run_id"],
-            "contracts": [item["conf"]["contract"] for item in selected],
-            "analyze_symbol_run_ids": [item["trigger_run_id"] for item in selected],
-            "window_start": selected[0]["conf"]["window_start"] if selected else None,
-            "window_end": selected[0]["conf"]["window_end"] if selected else None,
-            "validation": validation,
-        }
-        task_storage().write_json(layout.report_key("pipeline/last_run"), report)
+        pipeline.record_run(
+            task_storage(),
+            scope["run_id"],
+            analyze_symbol_run_ids=[item["trigger_run_id"] for item in runs],
+            validation=validation,
+            state="success",
+        )
         yield Metadata(
             RESULTS_ASSET,
             extra={
                 "source": "trading_orchestrator",
-                "orchestrator_run_id": context["run_id"],
-                "contracts": len(selected),
+                "orchestrator_run_id": scope["run_id"],
+                "contracts": len(runs),
                 "status": validation["status"] if validation else "SKIPPED",
             },
         )
 
     request = check_request()
-    ingested = ingest_market_data(request)
-    validated = validate_data(request)
-    branch = check_validation()
-    selected = select_contracts(request)
+    ingestion = ingest_market_data(request)
+    scope = select_contracts(request, ingestion)
+    validation = validate_data(scope)
+    branch = check_validation(validation)
+    runs = symbol_runs(scope)
     triggered = TriggerDagRunOperator.partial(
         task_id="trigger_analyze_symbol",
         trigger_dag_id="analyze_symbol",
@@ -234,10 +275,26 @@ def trading_orchestrator():
         poke_interval=2,
         fail_when_dag_is_paused=True,
         retries=0,
-    ).expand_kwargs(selected)
+    ).expand_kwargs(runs)
 
-    ingested >> validated >> branch >> [stop_on_validation_failure(), selected]
-    triggered >> publish_results(selected)
+    branch >> [stop_on_validation_failure(scope, validation), triggered]
+    triggered >> publish_results(scope, runs, validation)
+
+
+def _ingestion_summary(ingestion: dict | None):
+    if not ingestion:
+        return None
+    written = ingestion.get("written") or {}
+    return {
+        "status": ingestion.get("status"),
+        "start": ingestion.get("start"),
+        "end": ingestion.get("end"),
+        "fetch_start": ingestion.get("fetch_start"),
+        "sessions_written": written.get("sessions_written", []),
+        "bars_added": written.get("bars_added", 0),
+        "bars_revised": written.get("bars_revised", 0),
+        "failed": [t["symbol"] for t in ingestion.get("tickers", []) if t.get("status") == "failed"],
+    }
 
 
 trading_orchestrator()

@@ -1,16 +1,17 @@
 """
-### validate_data: PASS / WARN / FAIL report on the input files
+### validate_data: PASS / WARN / FAIL report on stored bars
 
-Layer 2 of the trading pipeline, standalone (trading_orchestrator runs the same task and branches
-on its result). Checks missing values, >3σ outliers on returns, completeness against the NYSE
-calendar, ^VIX and ^GSPC present for every stock bar, and duplicates; writes
-`output/reports/validation.json`. The run fails when the status is FAIL.
+The same task trading_orchestrator runs (it branches on the result), standalone: checks the
+bars of a window (default: the last 24 stored bars) and the warm-up sessions before it against
+the data contract (finite positive prices, high/low consistent, unique bars), missing values,
+>3σ outliers on returns, completeness against the NYSE calendar and ^VIX/^GSPC present for every
+stock bar; writes `output/reports/validation.json`. The run fails when the status is FAIL.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, get_current_context, task
-from common.runtime import DEFAULT_ARGS, START_DATE
+from airflow.sdk import Param, dag, task
+from common.runtime import DEFAULT_ARGS, START_DATE, bad_input_fails_fast
 from common.tasks import validate_data as validate_task
 
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
@@ -22,20 +23,22 @@ from trading_lib.symbols import JSON_SCHEMA_PATTERN
     start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
-    tags=["trading", "layer-2"],
+    tags=["trading", "validate"],
     default_args=DEFAULT_ARGS,
     params={
         "contracts": Param(
             None,
             type=["null", "array"],
             items={"type": "string", "pattern": JSON_SCHEMA_PATTERN},
-            description="Only these contracts (default: all in the input)",
+            title="Contracts",
+            description="Only these contracts (Yahoo tickers); default: every contract with bars "
+            "in the window.",
         ),
     },
 )
 def validate_data():
     @task(retries=0)
-    def fail_on_fail(validation: dict) -> dict:
+    def fail_on_fail(validation: dict):
         from airflow.sdk.exceptions import AirflowFailException
 
         if validation["status"] == "FAIL":
@@ -43,8 +46,12 @@ def validate_data():
         return validation
 
     @task(retries=0)
-    def build_request() -> dict:
-        return {"run_validation": True, "contracts": get_current_context()["params"].get("contracts")}
+    def build_request(params=None, dag_run=None):
+        from trading_lib.run_request import check_keys
+
+        with bad_input_fails_fast():
+            check_keys(dag_run.conf, ("contracts",))
+        return {"validate": True, "contracts": params.get("contracts")}
 
     fail_on_fail(validate_task(build_request()))
 

@@ -324,11 +324,14 @@ def ingest_market_data(
     backoff_seconds: float = RETRY_BASE_SECONDS,
     warmup_sessions: int = WARMUP_SESSIONS,
     allow_partial: bool = False,
+    until=None,
 ) -> IngestionReport:
     """Make the bar store hold ``symbols`` plus ^GSPC and ^VIX for the sessions [start, end) and
     the ``warmup_sessions`` before them, fetching from Yahoo only what the store lacks (plus its
-    latest session). Bars that have not ended at ``now`` are not stored. A stock that fails stops
-    the ingestion before anything is written, unless ``allow_partial``."""
+    latest session). Bars that have not ended at ``now`` (or at ``until``, if earlier: a scheduled
+    run stores what was known at its interval's end, so a backfill replays history as it was)
+    are not stored. A stock that fails stops the ingestion before anything is written, unless
+    ``allow_partial``."""
     import yfinance as yf
 
     # yfinance logs per-ticker failures and returns empty frames by default. history(raise_errors=True)
@@ -401,6 +404,31 @@ def ingest_market_data(
     report.status = "partial" if failed else "ok"
     storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
     return report
+
+
+def yahoo_session(endpoint: str | None):
+    """The HTTP session for Yahoo: None (yfinance's own, curl_cffi: the production path), or, with
+    an endpoint such as http://127.0.0.1:8765, a requests.Session that sends every
+    https://<host>/<path> request to <endpoint>/<host>/<path>: a Yahoo mirror, a caching gateway,
+    or the tests' loopback replay of recorded chart responses (TRADING_YAHOO_ENDPOINT)."""
+    if not endpoint:
+        return None
+    from urllib.parse import urlsplit as split
+
+    import requests
+    from requests.adapters import HTTPAdapter
+
+    target = endpoint.rstrip("/")
+
+    class Rerouted(HTTPAdapter):
+        def send(self, request, **kwargs):
+            url = split(request.url)
+            request.url = f"{target}/{url.netloc}{url.path}" + (f"?{url.query}" if url.query else "")
+            return super().send(request, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", Rerouted())
+    return session
 
 
 def _ended(bars: pd.DataFrame, now) -> pd.DataFrame:

@@ -85,11 +85,17 @@ def resolve_window(
         raise RequestError(f"window_start/window_end: {exc}") from None
 
 
-def select_contracts(storage: Storage, num_contracts: int, window: AnalysisWindow) -> list[str]:
-    """The first ``num_contracts`` contracts (sorted) with bars in ``window``."""
+def select_contracts(storage: Storage, num_contracts: int | None, window: AnalysisWindow) -> list[str]:
+    """The first ``num_contracts`` contracts (sorted) with bars in ``window``; None: all of them."""
+    available = BarStore(storage).contracts(window)
+    if num_contracts is None:
+        if not available:
+            raise RequestError(
+                f"no contract has bars between {window.start.isoformat()} and {window.end.isoformat()}"
+            )
+        return available
     if not isinstance(num_contracts, int) or isinstance(num_contracts, bool) or num_contracts < 1:
         raise RequestError(f"num_contracts={num_contracts!r} must be a positive integer")
-    available = BarStore(storage).contracts(window)
     if num_contracts > len(available):
         raise RequestError(
             f"num_contracts={num_contracts} is larger than the {len(available)} contracts with bars "

@@ -40,13 +40,14 @@ class OrchestratorRequest:
     run_type: str
     ingest: bool
     validate: bool
-    num_contracts: int
+    num_contracts: int | None  # None: every contract with bars in the window
     symbols: tuple[str, ...]
     ingestion_start: str | None
     ingestion_end: str | None
     window_start: str | None
     window_end: str | None
     window_bars: int
+    ingestion_until: str | None = None  # scheduled/backfill: store only bars ended by the interval's end
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -118,16 +119,19 @@ def orchestrator_request(
     run_type: str,
     conf: dict[str, Any] | None = None,
     data_interval: tuple[Any, Any] | None = None,
+    default_symbols: tuple[str, ...] = DEFAULT_SYMBOLS,
 ) -> OrchestratorRequest:
     """The request of one trading_orchestrator run, from its Params (``conf`` is the raw dag_run
     conf, checked for unknown keys). Scheduled and backfill runs always ingest and analyse their
     data interval (bars starting in it); manual runs do what their conf says."""
     check_keys(conf, ORCHESTRATOR_KEYS)
     try:
-        symbols = tuple(validate_symbols(list(params.get("ingestion_symbols") or DEFAULT_SYMBOLS)))
+        symbols = tuple(validate_symbols(list(params.get("ingestion_symbols") or default_symbols)))
     except SymbolError as exc:
         raise RequestError(f"ingestion_symbols: {exc}") from None
-    num_contracts = _integer(params.get("num_contracts", 10), "num_contracts", 1, MAX_CONTRACTS)
+    num_contracts = params.get("num_contracts")
+    if num_contracts is not None:
+        num_contracts = _integer(num_contracts, "num_contracts", 1, MAX_CONTRACTS)
     window_bars = _integer(
         params.get("window_bars") or DEFAULT_WINDOW_BARS, "window_bars", 1, MAX_WINDOW_BARS
     )
@@ -142,12 +146,14 @@ def orchestrator_request(
         raise RequestError("window_start and window_end must be given together")
     scheduled = run_type in SCHEDULED_RUN_TYPES
     ingest = bool(params.get("run_ingestion")) or scheduled
+    until = None
     if scheduled:
         if data_interval is None or data_interval[0] is None:
             raise RequestError(f"a {run_type} run needs a data interval")
         interval_start, interval_end = (_exchange_time(t) for t in data_interval)
         window_start = window_start or interval_start.isoformat()
         window_end = window_end or interval_end.isoformat()
+        until = interval_end.isoformat()
         if start is None:
             start = interval_start.strftime("%Y-%m-%d")
             end = (interval_end.normalize() + _one_day()).strftime("%Y-%m-%d")
@@ -161,7 +167,7 @@ def orchestrator_request(
             start, end = (t.strftime("%Y-%m-%d") for t in default_window())
     if window_start is not None and window_start >= window_end:
         raise RequestError(f"window_start ({window_start}) must be before window_end ({window_end})")
-    if ingest and num_contracts > len(symbols):
+    if ingest and num_contracts is not None and num_contracts > len(symbols):
         raise RequestError(
             f"num_contracts={num_contracts} is larger than the {len(symbols)} ingestion_symbols"
         )
@@ -177,6 +183,7 @@ def orchestrator_request(
         window_start=window_start,
         window_end=window_end,
         window_bars=window_bars,
+        ingestion_until=until,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trading_lib.errors import BadInputError
+from trading_lib.symbols import DEFAULT_SYMBOLS, SymbolError, validate_symbols
 
 EXECUTION_MODES = ("local", "kubernetes")
 
@@ -24,6 +25,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_ORCHESTRATOR_START_DATE": "first data interval of the schedule, YYYY-MM-DD (default 2024-01-01)",
     "TRADING_ORCHESTRATOR_END_DATE": "last day of the schedule, YYYY-MM-DD (default: none)",
     "TRADING_ORCHESTRATOR_CATCHUP": "true: the scheduler also runs the intervals missed since the start date",
+    "TRADING_SYMBOLS": "stocks a run ingests when its conf names none, comma-separated",
+    "TRADING_YAHOO_ENDPOINT": "send Yahoo requests to this http://host:port (a mirror; the tests' replay)",
     "TRADING_TASK_IMAGE": "image of the KubernetesPodOperator partitions",
     "TRADING_K8S_NAMESPACE": "namespace of partition pods",
     "TRADING_K8S_SERVICE_ACCOUNT": "service account of partition pods",
@@ -67,6 +70,16 @@ def _positive_int(env: dict[str, str], name: str, default: int) -> int:
     return value
 
 
+def _symbols(env: dict[str, str]) -> tuple[str, ...]:
+    raw = env.get("TRADING_SYMBOLS", "").strip()
+    if not raw:
+        return DEFAULT_SYMBOLS
+    try:
+        return tuple(validate_symbols([s.strip() for s in raw.split(",") if s.strip()]))
+    except SymbolError as exc:
+        raise SettingsError(f"TRADING_SYMBOLS={raw!r}: {exc}") from None
+
+
 def _date(env: dict[str, str], name: str) -> str | None:
     import re
 
@@ -98,6 +111,8 @@ class Settings:
     orchestrator_start_date: str = DEFAULT_START_DATE
     orchestrator_end_date: str | None = None
     orchestrator_catchup: bool = False
+    yahoo_endpoint: str | None = None
+    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     task_image: str = "trading-pipeline:latest"
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
 
@@ -151,6 +166,8 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         orchestrator_start_date=start_date,
         orchestrator_end_date=end_date,
         orchestrator_catchup=catchup in ("true", "1", "yes"),
+        yahoo_endpoint=env.get("TRADING_YAHOO_ENDPOINT", "").strip() or None,
+        symbols=_symbols(env),
         aws_conn_id=env.get("TRADING_AWS_CONN_ID", "").strip() or "aws_default",
         execution_mode=mode,
         orchestrator_schedule=None if schedule.lower() in ("", "none", "null") else schedule,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from trading_lib.layout import parse_partition_timestamp, partition_file_stem
+from trading_lib.layout import parse_partition_timestamp
 from trading_lib.settings import Settings
 from trading_lib.symbols import validate_symbol
 
@@ -101,7 +101,8 @@ def partition_pod_mapping(contract: str, timestamps: list[str]) -> dict[str, Any
         "app": APP_LABEL,
         "component": COMPONENT_LABEL,
         CONTRACT_LABEL: contract_label_value(contract),
-        TIMESTAMP_LABEL: partition_file_stem(parse_partition_timestamp(timestamps[0])),
+        # a label value allows no ':' or '+': the bar start in exchange time as YYYYMMDD_HHMMSS
+        TIMESTAMP_LABEL: parse_partition_timestamp(timestamps[0]).strftime("%Y%m%d_%H%M%S"),
         PARTITIONS_LABEL: str(len(timestamps)),
     }
     return {"arguments": arguments, "labels": labels}

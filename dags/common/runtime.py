@@ -20,7 +20,7 @@ from trading_lib.settings import SCHEDULE_TIMEZONE, Settings, load_settings
 SETTINGS: Settings = load_settings()
 
 OWNER = "trading"
-START_DATE = pendulum.datetime(2024, 1, 1, tz=SCHEDULE_TIMEZONE)
+START_DATE = pendulum.parse(SETTINGS.orchestrator_start_date, tz=SCHEDULE_TIMEZONE)
 
 
 def _results_uri(settings: Settings) -> str:
@@ -39,9 +39,10 @@ RESULTS_UPDATES = AssetAlias(name="trading_results_updates", group="trading")
 
 # Retries for tasks that talk to storage or Yahoo: transient failures (S3 outage, rate limits)
 # heal; bad input is raised as AirflowFailException by bad_input_fails_fast and never retried.
+# Exponential from 10 s, capped at 2 minutes: 10+20+40+80+120+120 s, a 6-minute outage is covered.
 IO_RETRY_ARGS = {
-    "retries": 3,
-    "retry_delay": timedelta(seconds=5),
+    "retries": 6,
+    "retry_delay": timedelta(seconds=10),
     "retry_exponential_backoff": True,
     "max_retry_delay": timedelta(minutes=2),
 }
@@ -73,12 +74,12 @@ def _s3_storage(root: str, conn_id: str):
     not later as an anonymous storage error. Still a StorageError: retried like any I/O failure."""
     from airflow.sdk import ObjectStoragePath
 
-    from trading_lib.layout import HOLDINGS_KEY
+    from trading_lib.layout import BARS_PREFIX
     from trading_lib.storage import Storage, StorageError
 
     storage = Storage(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
     try:
-        storage.exists(HOLDINGS_KEY)
+        storage.exists(BARS_PREFIX)
     except StorageError as exc:
         if isinstance(exc.__cause__, PermissionError):
             raise StorageError(f"S3 connection {conn_id!r} was refused by {storage.endpoint}: {exc}") from exc
@@ -88,25 +89,15 @@ def _s3_storage(root: str, conn_id: str):
 
 @contextmanager
 def bad_input_fails_fast() -> Iterator[None]:
-    """Bad conf or bad input data fails the task at once (no retry), with the library's message."""
+    """Bad conf or bad data fails the task at once (no retry), with the library's message; every
+    other error (trading_lib's TransientError included) is left to Airflow's retries."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from trading_lib.inputs import InputDataError
-    from trading_lib.layout import PartitionKeyError
-    from trading_lib.pipeline import PipelineInputError
-    from trading_lib.storage import CorruptInputError, MissingInputError
-    from trading_lib.symbols import SymbolError
+    from trading_lib.errors import BadInputError
 
     try:
         yield
-    except (
-        PipelineInputError,
-        SymbolError,
-        PartitionKeyError,
-        InputDataError,
-        MissingInputError,
-        CorruptInputError,
-    ) as exc:
+    except BadInputError as exc:
         raise AirflowFailException(str(exc)) from exc
 
 

@@ -10,41 +10,61 @@ from airflow.sdk import task
 from common.runtime import IO_RETRY_ARGS, bad_input_fails_fast, task_storage
 
 # Yahoo rate-limits bursts: back off exponentially, starting at 30 s, up to 10 minutes.
-INGEST_RETRY_ARGS = IO_RETRY_ARGS | {"retry_delay": 30, "max_retry_delay": 600}
+INGEST_RETRY_ARGS = IO_RETRY_ARGS | {"retries": 4, "retry_delay": 30, "max_retry_delay": 600}
 
 
 @task(task_id="ingest_market_data", **INGEST_RETRY_ARGS)
-def ingest_market_data(request: dict[str, Any]) -> dict[str, Any]:
-    """Fetch the request's symbols plus ^VIX and ^GSPC from Yahoo Finance into the input files.
+def ingest_market_data(request: dict[str, Any]):
+    """Fetch what the bar store lacks of the request's symbols plus ^VIX and ^GSPC from Yahoo
+    Finance (sessions [start, end) and their warm-up), and upsert it into the store.
 
-    ``request``: {"run_ingestion": bool, "symbols": [...], "start": "YYYY-MM-DD", "end": "YYYY-MM-DD"}.
+    ``request``: {"ingest": bool, "symbols": [...], "ingestion_start": "YYYY-MM-DD", "ingestion_end": ...}.
     """
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if not request.get("run_ingestion", True):
-        raise AirflowSkipException("run_ingestion is false: using the input files already in storage")
-    from trading_lib.ingestion import RangeNotAvailableError, ingest_market_data
+    if not request.get("ingest", True):
+        raise AirflowSkipException("run_ingestion is false: analysing the bars already stored")
+    from trading_lib.ingestion import ingest_market_data as ingest
+    from trading_lib.ingestion import yahoo_session
+    from trading_lib.settings import load_settings
 
     with bad_input_fails_fast():
-        try:
-            report = ingest_market_data(task_storage(), request["symbols"], request["start"], request["end"])
-        except RangeNotAvailableError as exc:
-            from airflow.sdk.exceptions import AirflowFailException
-
-            raise AirflowFailException(str(exc)) from exc
+        report = ingest(
+            task_storage(),
+            request["symbols"],
+            request["ingestion_start"],
+            request["ingestion_end"],
+            allow_partial=bool(request.get("allow_partial")),
+            until=request.get("ingestion_until"),
+            session=yahoo_session(load_settings().yahoo_endpoint),
+        )
+    written = report.written or {}
+    print(
+        f"ingestion {report.status}: sessions {report.start}..{report.end} (fetched from "
+        f"{report.fetch_start or '-'}), {len(written.get('sessions_written', []))} session file(s) written, "
+        f"{written.get('bars_added', 0)} bars added, {written.get('bars_revised', 0)} revised"
+    )
     return report.to_dict()
 
 
 @task(task_id="validate_data", trigger_rule="none_failed")
-def validate_data(request: dict[str, Any]) -> dict[str, Any] | None:
-    """Validate the input files; returns {status, summary, issues, report}.
+def validate_data(scope: dict[str, Any]):
+    """Validate the scope's bars (its window and the warm-up sessions before it) in the bar store;
+    returns {status, summary, issues, report}. Skipped when validate is false.
 
-    Skipped when run_validation is false."""
+    ``scope``: {"validate": bool, "window_start", "window_end", "contracts": [...] or None, "run_id"}."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if not request.get("run_validation", True):
+    if not scope.get("validate", True):
         raise AirflowSkipException("run_validation is false")
     from trading_lib import pipeline
+    from trading_lib.inputs import AnalysisWindow
 
     with bad_input_fails_fast():
-        return pipeline.validate(task_storage(), request.get("contracts") or None)
+        storage = task_storage()
+        window = (
+            AnalysisWindow.parse(scope["window_start"], scope["window_end"])
+            if scope.get("window_start")
+            else pipeline.resolve_window(storage)
+        )
+        return pipeline.validate(storage, window, scope.get("contracts"), scope.get("run_id"))

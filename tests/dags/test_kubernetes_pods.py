@@ -239,8 +239,9 @@ def test_rendered_command_writes_the_same_bytes_as_local_mode(kubernetes_pods, t
         capture_output=True,
     )
     shutil.copytree(pod_root, local_root)
-    contract = pipeline.select_contracts(Storage(str(local_root)), 1)[0]
-    timestamps = pipeline.list_partitions(Storage(str(local_root)), contract)[:2]
+    window = pipeline.resolve_window(Storage(str(local_root)))
+    contract = pipeline.select_contracts(Storage(str(local_root)), 1, window)[0]
+    timestamps = pipeline.list_partitions(Storage(str(local_root)), contract, window=window)[:2]
 
     # The pod's settings with a local data root: the pod spec is the same, only the root differs.
     settings = load_settings({**S3_SETTINGS_ENV, "TRADING_DATA_ROOT": str(pod_root)})
@@ -258,7 +259,7 @@ def test_rendered_command_writes_the_same_bytes_as_local_mode(kubernetes_pods, t
     )
     assert result.returncode == 0, result.stderr
 
-    written = pipeline.run_partitions(Storage(str(local_root)), contract, timestamps)
+    written = pipeline.analyze_partition(Storage(str(local_root)), contract, timestamps)
     assert [item["timestamp"] for item in written] == timestamps
     for timestamp in timestamps:
         key = result_key(contract, parse_partition_timestamp(timestamp))

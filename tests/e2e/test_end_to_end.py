@@ -22,9 +22,9 @@ from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
 
 from trading_lib import layout, pipeline  # noqa: E402
 from trading_lib.analytics import compute_signals  # noqa: E402
-from trading_lib.inputs import read_inputs  # noqa: E402
 from trading_lib.portfolio import build_portfolio_report  # noqa: E402
 from trading_lib.storage import Storage  # noqa: E402
+from trading_lib.store import BarStore  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 CONTRACTS = 10
@@ -86,11 +86,17 @@ def _symbol_runs(client, orchestrator_run_id: str) -> list[dict]:
 
 
 def _result_files(data_root: Path) -> dict[str, tuple[bytes, int]]:
+    """Every partition file (<YYYY-MM-DD>/<SEG>_<HHMMSS>.parquet; not the per-session roll-ups)."""
     results = data_root / layout.RESULTS_PREFIX
     return {
         str(p.relative_to(results)): (p.read_bytes(), p.stat().st_mtime_ns)
-        for p in results.rglob("*.parquet")
+        for p in results.glob("*/*.parquet")
     }
+
+
+def _run_files(data_root: Path) -> dict[str, bytes]:
+    runs = data_root / layout.RUNS_PREFIX
+    return {str(p.relative_to(runs)): p.read_bytes() for p in runs.rglob("*.json")} if runs.exists() else {}
 
 
 def _task_log(client, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
@@ -128,19 +134,29 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
 
     # The files equal the vectorized computation, and the report equals the library's direct computation.
     storage = Storage(str(data_root))
-    data = read_inputs(storage)
-    direct = compute_signals(data.holdings, data.spx, data.vix)
-    direct = direct[data.window.contains(direct["timestamp"])].reset_index(drop=True)
-    written = storage.read_parquet_many(storage.list_keys(layout.RESULTS_PREFIX, suffix=".parquet"))
-    written = written.sort_values(["contract", "timestamp"]).reset_index(drop=True)
+    store = BarStore(storage)
+    rows = store.read_sessions(store.sessions())
+    holdings = rows[~rows["symbol"].str.startswith("^")].rename(columns={"symbol": "contract"})
+    direct = compute_signals(holdings, rows[rows["symbol"] == "^GSPC"], rows[rows["symbol"] == "^VIX"])
+    window = pipeline.resolve_window(storage)  # a manual run's default: the last 24 stored bars
+    direct = direct[window.contains(direct["timestamp"])].reset_index(drop=True)
+    keys = [f"{layout.RESULTS_PREFIX}/{key}" for key in _result_files(data_root)]
+    written = storage.read_parquet_many(keys).sort_values(["contract", "timestamp"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(written, direct, check_exact=True)
 
     expected_partitions = direct[["contract", "timestamp"]]
-    report = build_portfolio_report(direct, data.holdings, expected_partitions).to_dict()
+    report = build_portfolio_report(direct, holdings, expected_partitions).to_dict()
     stored = storage.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
     assert stored["summary"] == report["summary"]
     assert stored["contracts"] == report["contracts"]
     assert stored["summary"]["missing_partitions"] == 0
+    # the run's own record and report, tied to the run that made them
+    record = pipeline.read_run(storage, run_id)
+    assert record["state"] == "success" and len(record["contracts"]) == CONTRACTS
+    assert record["analyze_symbol_run_ids"] == [r for r in sorted(r["dag_run_id"] for r in symbol_runs)]
+    run_report = storage.read_json(layout.run_key(run_id, pipeline.PORTFOLIO_REPORT))
+    assert run_report["scope"]["run_id"] == run_id and run_report["summary"] == report["summary"]
+    assert run_report["aggregation_run_id"] == aggregations[0]["dag_run_id"]
 
 
 def test_clearing_one_mapped_instance_reprocesses_only_it(client, data_root, first_run):
@@ -215,7 +231,14 @@ def test_invalid_conf_is_rejected_at_trigger_time(client, first_run, dag_id, con
             "check_request",
             "ingestion_start_date",
         ),
-        ("analyze_symbol", {"contract": "ZZZZ"}, "list_partitions", "contract: 'ZZZZ' is not in"),
+        ("analyze_symbol", {"contract": "ZZZZ"}, "list_partitions", "contract: 'ZZZZ' has no stored bar"),
+        (
+            "analyze_symbol",
+            {"contract": "AAPL", "timestamp": "x"},
+            "list_partitions",
+            "unknown key(s) timestamp",
+        ),
+        ("trading_orchestrator", {"num_contract": 3}, "check_request", "unknown key(s) num_contract"),
         (
             "analyze_symbol",
             {"contract": "AAPL", "timestamps": ["2030-01-02T09:30:00-05:00"]},
@@ -227,24 +250,22 @@ def test_invalid_conf_is_rejected_at_trigger_time(client, first_run, dag_id, con
 def test_invalid_conf_fails_the_first_task_and_writes_nothing(
     client, data_root, first_run, dag_id, conf, task_id, message
 ):
-    before = _result_files(data_root)
-    manifest = (data_root / layout.report_key(pipeline.MANIFEST_REPORT)).read_bytes()
+    before, records = _result_files(data_root), _run_files(data_root)
     run = client.trigger(dag_id, conf)
     assert client.wait_for_run(dag_id, run["dag_run_id"], timeout=120)["state"] == "failed"
     states = {ti["task_id"]: ti["state"] for ti in client.task_instances(dag_id, run["dag_run_id"])}
     assert states[task_id] == "failed"
     assert message in _task_log(client, dag_id, run["dag_run_id"], task_id)
     assert _result_files(data_root) == before
-    assert (data_root / layout.report_key(pipeline.MANIFEST_REPORT)).read_bytes() == manifest
+    assert _run_files(data_root) == records
 
 
 def test_validation_failure_stops_the_pipeline(client, data_root, first_run):
-    """Runs last: it replaces the input with data that fails validation (duplicated bars)."""
-    from trading_lib.sample_data import Anomalies
-
-    pipeline.generate_inputs(
-        Storage(str(data_root)), num_contracts=CONTRACTS, anomalies=Anomalies(duplicated_bars=3)
-    )
+    """Runs last: it revises the stored ^VIX closes of the last session to missing, which fails
+    validation (a stock bar without a ^VIX close)."""
+    store = BarStore(Storage(str(data_root)))
+    vix = store.read_sessions(store.sessions()[-1:], ["^VIX"])
+    store.upsert(vix.assign(close=float("nan")), "test: missing ^VIX closes")
     run = client.trigger("trading_orchestrator", {"num_contracts": 3})
     assert client.wait_for_run("trading_orchestrator", run["dag_run_id"], timeout=180)["state"] == "failed"
     states = {
@@ -252,7 +273,9 @@ def test_validation_failure_stops_the_pipeline(client, data_root, first_run):
     }
     assert states["validate_data"] == "success"
     assert states["stop_on_validation_failure"] == "failed"
-    assert states["select_contracts"] == "skipped"
+    assert states["select_contracts"] == "success"
+    record = pipeline.read_run(Storage(str(data_root)), run["dag_run_id"])
+    assert record["state"] == "failed" and record["validation"]["status"] == "FAIL"
     assert states["trigger_analyze_symbol"] == "skipped"
     assert "FAIL" in _task_log(
         client, "trading_orchestrator", run["dag_run_id"], "stop_on_validation_failure"

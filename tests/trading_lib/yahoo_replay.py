@@ -18,7 +18,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pandas as pd
 import requests
-from requests.adapters import HTTPAdapter
 
 REAL_BARS = Path(__file__).resolve().parents[2] / "input" / "yahoo-1h-2022"
 FIRST_BAR = pd.Timestamp("2022-03-14 09:30", tz="America/New_York")
@@ -206,20 +205,9 @@ class YahooReplay:
         }
 
 
-class _Loopback(HTTPAdapter):
-    def __init__(self, port: int, host: str):
-        super().__init__()
-        self.target = f"http://{host}:{port}"
-
-    def send(self, request, **kwargs):
-        url = urlsplit(request.url)
-        request.url = f"{self.target}/{url.netloc}{url.path}" + (f"?{url.query}" if url.query else "")
-        return super().send(request, **kwargs)
-
-
 def routed_session(port: int, host: str = "127.0.0.1") -> requests.Session:
     """A plain requests session whose https:// traffic goes to http://<host>:<port>/<original host>/...
     (a closed port or an unresolvable host stands for a network outage)."""
-    session = requests.Session()
-    session.mount("https://", _Loopback(port, host))
-    return session
+    from trading_lib.ingestion import yahoo_session
+
+    return yahoo_session(f"http://{host}:{port}")

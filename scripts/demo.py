@@ -1,6 +1,6 @@
 """`make demo`: sample data, a real local Airflow, one pipeline run through the REST API, the summary.
 
-    python scripts/demo.py [--data sample|real] [--contracts 10] [--port 8080]
+    python scripts/demo.py [--data sample|real] [--contracts 10] [--port 8080] [--schedule on|CRON]
 
 Leaves Airflow running so the UI can be explored; `make stop` stops it, a second `make demo`
 reuses it.
@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from local_airflow import DEFAULT_HOME, PROJECT, USERNAME, LocalAirflow  # noqa: E402
+from local_airflow import DEFAULT_HOME, PROJECT, SCHEDULE_VARIABLE, USERNAME, LocalAirflow  # noqa: E402
 
 REAL_DATA = PROJECT / "input" / "yahoo-1h-2022"
 BAR_WIDTH = 40
@@ -81,17 +82,25 @@ def run_pipeline(
     return {"orchestrator": orchestrator, "aggregation": aggregation, "partitions": (done, total)}
 
 
-def _print_summary(data_root: Path) -> None:
-    report = json.loads((data_root / "output" / "reports" / "portfolio.json").read_text())
+def _print_summary(data_root: Path, run_id: str) -> None:
+    """The run's own report (output/runs/<run_id>/portfolio.json): the store may hold earlier runs."""
+    report = json.loads((data_root / "output" / "runs" / run_id / "portfolio.json").read_text())
     s = report["summary"]
-    print("\nPortfolio summary")
+    scope = report["scope"]
+    print(f"\nPortfolio of run {run_id} ({scope['window_start']} .. {scope['window_end']})")
     rows = [
         ("contracts", s["contracts"]),
         ("partitions", f"{s['partitions']} of {s['expected_partitions']} expected"),
         ("trades (closed)", f"{s['trades']} ({s['closed_trades']})"),
         ("win rate", "n/a" if s["win_rate"] is None else f"{s['win_rate']:.1%}"),
         ("total P&L", f"{s['total_pnl']:,.2f} USD"),
-        ("Sharpe ratio (annualised)", "n/a" if s["sharpe_ratio"] is None else f"{s['sharpe_ratio']:.2f}"),
+        (
+            "Sharpe ratio (annualised)",
+            "n/a"
+            if s["sharpe_ratio"] is None
+            else f"{s['sharpe_ratio']:.2f} ± {s['sharpe_standard_error']:.2f} "
+            f"over {s['sharpe_returns']} returns",
+        ),
         ("average beta", "n/a" if s["average_beta"] is None else f"{s['average_beta']:.3f}"),
     ]
     for name, value in rows:
@@ -109,12 +118,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--contracts", type=int, default=10)
     parser.add_argument("--port", type=int, default=8080)
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument(
+        "--schedule",
+        help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default cron), "
+        f"a cron, or 'none' (default; else ${SCHEDULE_VARIABLE})",
+    )
     args = parser.parse_args(argv)
+    if args.schedule is not None:
+        os.environ[SCHEDULE_VARIABLE] = args.schedule  # LocalAirflow.env() reads it
 
     from trading_lib import pipeline
     from trading_lib.settings import load_settings
 
-    settings = load_settings()
+    # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
+    settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
     if settings.is_s3:
         print(
             "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr
@@ -122,16 +139,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_root = Path(settings.data_root)
     storage = pipeline.open_storage(settings)
-    print(f"1/4 Writing {args.data} input data to {data_root / 'input'}")
+    print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
     generated = pipeline.generate_inputs(
         storage, num_contracts=args.contracts, real_folder=str(REAL_DATA) if args.data == "real" else None
     )
     contracts = min(args.contracts, len(generated["contracts"]))
 
     airflow = LocalAirflow(args.home, args.port, str(data_root))
-    if airflow.running() and airflow.healthy():
+    changed = airflow.changed_settings()
+    if airflow.running() and airflow.healthy() and not changed:
         print(f"2/4 Reusing the local Airflow at {airflow.base_url}")
     else:
+        if changed and airflow.running():
+            print(f"    {', '.join(changed)} changed: restarting the local Airflow")
         print(f"2/4 Starting a local Airflow in {airflow.home} (SQLite, LocalExecutor; ~30-60 s)")
         airflow.start()
 
@@ -149,9 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
     if aggregation["state"] != "success":
         return 1
-    _print_summary(data_root)
+    _print_summary(data_root, orchestrator["dag_run_id"])
     print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")
-    print(f"Reports:    {ui}/trading-reports/   Results: {data_root / 'output' / 'trading-results'}")
+    print(f"Reports:    {ui}/trading-reports/   Files: {data_root / 'output'}")
     print("Airflow keeps running for you to explore; `make stop` stops it.")
     return 0
 

@@ -1,4 +1,4 @@
-"""Write the sample input files (kept from the original design; a thin wrapper over the library CLI).
+"""Write sample bars into the bar store (kept from the original design; a thin wrapper over the library CLI).
 
     python input/generate_hourly_data.py [--contracts 10] [--seed 42] [--real input/yahoo-1h-2022]
 

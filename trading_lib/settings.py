@@ -18,7 +18,7 @@ EXECUTION_MODES = ("local", "kubernetes")
 
 # Every variable this module reads, with its meaning. Deployment files are checked against it.
 ENVIRONMENT_VARIABLES: dict[str, str] = {
-    "TRADING_DATA_ROOT": "where input/ and output/ live: a local folder or s3://bucket/prefix",
+    "TRADING_DATA_ROOT": "where bars/ and output/ live: a local folder or s3://bucket/prefix",
     "TRADING_AWS_CONN_ID": "Airflow connection used for s3:// data roots (DAG side)",
     "TRADING_EXECUTION_MODE": "local (partitions run in the Airflow worker) or kubernetes (one pod each)",
     "TRADING_ORCHESTRATOR_SCHEDULE": "cron of trading_orchestrator, or 'none' for manual runs only",

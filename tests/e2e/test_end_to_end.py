@@ -212,6 +212,13 @@ def test_triggering_analyze_symbol_for_one_timestamp(client, data_root, first_ru
         ("trading_orchestrator", {"ingestion_symbols": ["../x"]}, "ingestion_symbols"),
         ("analyze_symbol", {"contract": "A/B"}, "contract"),
         ("analyze_symbol", {}, "contract"),
+        ("analyze_symbol", {"contract": "AAPL", "timestamps": ["garbage"]}, "timestamps"),
+        (
+            "trading_orchestrator",
+            {"ingestion_start_date": "01/04/2026", "ingestion_end_date": "2026-01-09"},
+            "ingestion_start_date",
+        ),
+        ("aggregate_portfolio", {"period_start": "2026-13-01"}, "period_start"),
     ],
 )
 def test_invalid_conf_is_rejected_at_trigger_time(client, first_run, dag_id, conf, field):

@@ -1,5 +1,11 @@
-"""What the pages show: the reports the DAGs write (through trading_lib's Storage, local or S3) and
-the task and run states of the last pipeline run (Airflow's metadata DB, read in the api-server).
+"""What the pages show: the run records and reports the DAGs write (through trading_lib's Storage,
+local or S3) and the task and run states of Airflow's metadata DB (read in the api-server).
+
+Keys, relative to the data root (trading_lib.layout):
+    output/runs/<run_id>/run.json        one record per trading_orchestrator run
+    output/runs/<run_id>/portfolio.json  that run's portfolio report
+    output/runs/latest.json              a copy of the newest run record
+    output/reports/<name>.json           the latest reports (portfolio over the period, validation, ...)
 
 dags/ is not importable in the api-server, so the S3 connection rule of dags/common/runtime.py
 is repeated here: an s3:// data root is read with the Airflow connection TRADING_AWS_CONN_ID.
@@ -8,12 +14,17 @@ is repeated here: an s3:// data root is read with the Airflow connection TRADING
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 ANALYZE_DAG = "analyze_symbol"
 PARTITION_TASK = "analyze_time_partition"
 LIST_TASK = "list_partitions"
 ORCHESTRATOR_DAG = "trading_orchestrator"
+RUNS_PREFIX = "output/runs"
+LATEST_RUN_KEY = f"{RUNS_PREFIX}/latest.json"
+EXCHANGE_TZ = ZoneInfo("America/New_York")
 
 
 def storage():
@@ -30,15 +41,56 @@ def storage():
     )
 
 
-def read_report(name: str, store=None) -> dict[str, Any] | None:
-    """The report ``output/reports/<name>.json``, or None when the pipeline has not written it yet."""
-    from trading_lib.layout import report_key
+def _read(store, key: str) -> Any | None:
     from trading_lib.storage import MissingInputError
 
     try:
-        return (store or storage()).read_json(report_key(name))
+        return store.read_json(key)
     except MissingInputError:
         return None
+
+
+def read_report(name: str, store=None) -> dict[str, Any] | None:
+    """The report ``output/reports/<name>.json``, or None when the pipeline has not written it yet."""
+    from trading_lib.layout import report_key
+
+    return _read(store or storage(), report_key(name))
+
+
+def valid_run_id(run_id: str) -> bool:
+    return bool(run_id) and "/" not in run_id and run_id not in (".", "..")
+
+
+def run_file_key(run_id: str, name: str) -> str:
+    if not valid_run_id(run_id):
+        raise ValueError(f"bad run id {run_id!r}")
+    return f"{RUNS_PREFIX}/{run_id}/{name}.json"
+
+
+def read_run(run_id: str, name: str = "run", store=None) -> dict[str, Any] | None:
+    """``output/runs/<run_id>/<name>.json`` (name "run": the record, "portfolio": its report)."""
+    if not valid_run_id(run_id):
+        return None
+    return _read(store or storage(), run_file_key(run_id, name))
+
+
+def latest_run(store=None) -> dict[str, Any] | None:
+    """The record of the newest trading_orchestrator run (output/runs/latest.json)."""
+    return _read(store or storage(), LATEST_RUN_KEY)
+
+
+def run_records(store=None) -> list[dict[str, Any]]:
+    """Every stored run record, newest first (by created_at, then run id)."""
+    store = store or storage()
+    try:
+        keys = store.list_keys(RUNS_PREFIX, suffix="/run.json")
+    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the store refuses)
+        keys = []
+    records = [r for r in (_read(store, key) for key in keys) if isinstance(r, dict) and r.get("run_id")]
+    latest = latest_run(store)
+    if latest and latest.get("run_id") and all(r["run_id"] != latest["run_id"] for r in records):
+        records.append(latest)
+    return sorted(records, key=lambda r: (str(r.get("created_at") or ""), r["run_id"]), reverse=True)
 
 
 def symbol_reports(contracts: list[str], store=None) -> dict[str, dict[str, Any]]:
@@ -50,13 +102,25 @@ def symbol_reports(contracts: list[str], store=None) -> dict[str, dict[str, Any]
     return {contract: report for contract, report in found.items() if report is not None}
 
 
+def parse_time(value: Any) -> datetime | None:
+    """An ISO timestamp or date as an aware datetime (a naive one is exchange time), else None."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=EXCHANGE_TZ)
+
+
 @dataclass(frozen=True)
 class TaskCell:
-    """Where a partition ran: its mapped task instance, and that instance's state."""
+    """Where a partition ran: its mapped task instance, and that instance's state and try."""
 
     run_id: str
     map_index: int
     state: str | None
+    try_number: int | None = None
 
 
 def partition_index(chunks: list[list[str]]) -> dict[str, int]:
@@ -65,16 +129,37 @@ def partition_index(chunks: list[list[str]]) -> dict[str, int]:
     return {label: index for index, chunk in enumerate(chunks) for label in chunk}
 
 
-def partition_cells(last_run: dict[str, Any] | None) -> dict[tuple[str, str], TaskCell]:
-    """(contract, timestamp label) -> its mapped analyze_time_partition instance in the runs of
-    ``last_run`` (reports/pipeline/last_run.json). The map index comes from each run's own list
-    of partitions (its XCom), so chunked runs and Kubernetes pod labels need no parsing."""
-    if not last_run:
-        return {}
-    contract_of = dict(
-        zip(last_run.get("analyze_symbol_run_ids", []), last_run.get("contracts", []), strict=True)
-    )
-    if not contract_of:
+def run_of_partition(
+    records: list[dict[str, Any]], contract: str, timestamp: str
+) -> tuple[dict[str, Any], str] | None:
+    """(run record, analyze_symbol run id) of the newest run whose contracts and window
+    [window_start, window_end) contain the partition, or None. ``records`` newest first."""
+    when = parse_time(timestamp)
+    for record in records:
+        contracts = record.get("contracts") or []
+        run_ids = record.get("analyze_symbol_run_ids") or []
+        if contract not in contracts or len(run_ids) != len(contracts):
+            continue
+        start, end = parse_time(record.get("window_start")), parse_time(record.get("window_end"))
+        if when is not None and (start and when < start or end and when >= end):
+            continue
+        return record, run_ids[contracts.index(contract)]
+    return None
+
+
+def partition_cells(
+    partitions: list[tuple[str, str]], records: list[dict[str, Any]]
+) -> dict[tuple[str, str], TaskCell]:
+    """(contract, timestamp label) -> its mapped analyze_time_partition instance, for the
+    partitions given. The run is the newest record containing the partition (run_of_partition);
+    the map index comes from that run's own list of partitions (its XCom), so chunked runs and
+    Kubernetes pod labels need no parsing."""
+    wanted: dict[str, list[tuple[str, str]]] = {}
+    for contract, timestamp in partitions:
+        found = run_of_partition(records, contract, timestamp)
+        if found:
+            wanted.setdefault(found[1], []).append((contract, timestamp))
+    if not wanted:
         return {}
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -88,24 +173,31 @@ def partition_cells(last_run: dict[str, Any] | None) -> dict[tuple[str, str], Ta
                 XComModel.task_id == LIST_TASK,
                 XComModel.key == "return_value",
                 XComModel.map_index == -1,
-                XComModel.run_id.in_(contract_of),
+                XComModel.run_id.in_(wanted),
             )
         ).all()
         states = session.execute(
-            select(TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state).where(
+            select(
+                TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number
+            ).where(
                 TaskInstance.dag_id == ANALYZE_DAG,
                 TaskInstance.task_id == PARTITION_TASK,
-                TaskInstance.run_id.in_(contract_of),
+                TaskInstance.run_id.in_(wanted),
             )
         ).all()
-    state_of = {(run_id, index): (str(state) if state else None) for run_id, index, state in states}
+    state_of = {
+        (run_id, index): (str(state) if state else None, tries) for run_id, index, state, tries in states
+    }
     cells = {}
     for row in listed:
         run_id, chunks = row.run_id, XComModel.deserialize_value(row)
         if not isinstance(chunks, list):
             continue  # a custom XCom backend stores a reference, not the list
-        for label, index in partition_index(chunks).items():
-            cells[(contract_of[run_id], label)] = TaskCell(run_id, index, state_of.get((run_id, index)))
+        index = partition_index(chunks)
+        for contract, label in wanted[run_id]:
+            if label in index:
+                state, tries = state_of.get((run_id, index[label]), (None, None))
+                cells[(contract, label)] = TaskCell(run_id, index[label], state, tries)
     return cells
 
 
@@ -124,3 +216,49 @@ def run_states(dag_runs: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
             )
         ).all()
     return {(dag_id, run_id): str(state) for dag_id, run_id, state in rows}
+
+
+@dataclass(frozen=True)
+class DagRunInfo:
+    run_id: str
+    state: str
+    run_after: datetime | None
+
+
+def newest_orchestrator_run() -> DagRunInfo | None:
+    """The newest trading_orchestrator run of the metadata DB (by run_after), whatever its state."""
+    from airflow.models.dagrun import DagRun
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(DagRun.run_id, DagRun.state, DagRun.run_after)
+            .where(DagRun.dag_id == ORCHESTRATOR_DAG)
+            .order_by(DagRun.run_after.desc(), DagRun.id.desc())
+            .limit(1)
+        ).first()
+    return DagRunInfo(row.run_id, str(row.state), row.run_after) if row else None
+
+
+def partitions_of_map_index(run_id: str, map_index: int) -> list[str]:
+    """The timestamp labels one mapped analyze_time_partition instance processes."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        row = session.execute(
+            select(XComModel.run_id, XComModel.value).where(
+                XComModel.dag_id == ANALYZE_DAG,
+                XComModel.task_id == LIST_TASK,
+                XComModel.key == "return_value",
+                XComModel.map_index == -1,
+                XComModel.run_id == run_id,
+            )
+        ).first()
+    chunks = XComModel.deserialize_value(row) if row else None
+    if not isinstance(chunks, list) or not 0 <= map_index < len(chunks):
+        return []
+    chunk = chunks[map_index]
+    return [str(label) for label in chunk] if isinstance(chunk, list) else [str(chunk)]

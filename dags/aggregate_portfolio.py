@@ -19,7 +19,8 @@ daily and time-series tables. A trade at bar t closes once bar t+1 is in the bar
 run stored it: each scheduled run closes the previous interval's trades.
 
 A partition the run expected but that has no result file is listed in the report, and the task
-then **fails** (after writing the report), so the UI and alerting see it.
+then **fails** (after writing the report), so the UI and alerting see it. Triggered by hand, it
+also reports on the latest orchestrator run (`output/runs/latest.json`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def aggregate_portfolio():
         run_ids = sorted(
             {e.extra["orchestrator_run_id"] for e in events if e.extra.get("orchestrator_run_id")}
         )
+        if not events:  # triggered by hand: report on the latest orchestrator run as well
+            from trading_lib import layout
+
+            storage = task_storage()
+            if storage.exists(layout.LATEST_RUN_KEY):
+                run_ids = [storage.read_json(layout.LATEST_RUN_KEY)["run_id"]]
         print(f"triggered by {len(events)} asset event(s); orchestrator runs: {run_ids or 'none'}")
         output_dir = params.get("output_dir")
         with bad_input_fails_fast():

@@ -132,8 +132,9 @@ def orchestrator_request(
     num_contracts = params.get("num_contracts")
     if num_contracts is not None:
         num_contracts = _integer(num_contracts, "num_contracts", 1, MAX_CONTRACTS)
+    window_bars = params.get("window_bars")
     window_bars = _integer(
-        params.get("window_bars") or DEFAULT_WINDOW_BARS, "window_bars", 1, MAX_WINDOW_BARS
+        DEFAULT_WINDOW_BARS if window_bars is None else window_bars, "window_bars", 1, MAX_WINDOW_BARS
     )
     start, end = parse_date_range(
         params.get("ingestion_start_date"),

@@ -134,12 +134,33 @@ def test_orchestrator_branches_on_the_validation_status(dagbag, data_root, anoma
 def test_unknown_conf_keys_and_bad_dates_fail_before_anything_is_written(dagbag, data_root):
     _generate(data_root)
     dag = dagbag.dags["trading_orchestrator"]
-    for conf, message in (
-        ({"num_contract": 3}, "unknown key(s) num_contract"),
-        ({"run_ingestion": True, "ingestion_start_date": "2026-01-09", "ingestion_end_date": "2026-01-05"},
-         "must be before"),
-    ):  # fmt: skip
+    for conf in (  # the messages: tests/trading_lib/test_run_request.py
+        {"num_contract": 3},
+        {"run_ingestion": True, "ingestion_start_date": "2026-01-09", "ingestion_end_date": "2026-01-05"},
+    ):
         run = dag.test(run_conf=conf)
         assert run.state == "failed"
         assert _states(run)["check_request"] == ["failed"]
         assert not (data_root / "output" / "runs").exists(), conf
+
+
+def test_a_deleted_partition_fails_the_aggregation_after_writing_the_report(dagbag, data_root):
+    from trading_lib import cli
+
+    _generate(data_root, contracts=2)
+    assert cli.main(["--data-root", str(data_root), "run", "--contracts", "2", "--run-id", "r1"]) == 0
+    storage = Storage(str(data_root))
+    gone = sorted(_written_keys(data_root))[5]
+    (data_root / gone).unlink()
+    run = dagbag.dags["aggregate_portfolio"].test()
+    assert run.state == "failed"
+    report = storage.read_json(layout.run_key("r1", pipeline.PORTFOLIO_REPORT))
+    assert report["summary"]["missing_partitions"] == 1
+    (missing,) = report["missing_partitions"]
+    assert layout.result_key(missing["contract"], pd.Timestamp(missing["timestamp"])) == gone
+    assert report["aggregation_run_id"] == run.run_id
+
+
+def _written_keys(root) -> list[str]:
+    storage = Storage(str(root))
+    return [k for k in storage.list_keys(layout.RESULTS_PREFIX, suffix=".parquet") if k.count("/") == 3]

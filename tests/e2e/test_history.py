@@ -114,7 +114,8 @@ def _failure_logs(client, run: dict) -> str:
     for ti in failed:
         path = (
             f"/api/v2/dags/trading_orchestrator/dagRuns/{quote(run['dag_run_id'], safe='')}"
-            f"/taskInstances/{ti['task_id']}/logs/{ti['try_number']}?full_content=true"
+            f"/taskInstances/{ti['task_id']}/logs/{max(ti['try_number'], 1)}?full_content=true"
+            + (f"&map_index={ti['map_index']}" if ti["map_index"] >= 0 else "")
         )
         content = client.get(path).get("content", "")
         out.append(f"{ti['task_id']}: {str(content)[-3000:]}")

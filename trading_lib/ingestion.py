@@ -387,9 +387,10 @@ def ingest_market_data(
             f"allow_partial keeps the others): {failure_text}"
         )
 
-    spx = _ended(fetched[MARKET_INDEX][0], now)
+    cutoff = _utc(now) if until is None else min(_utc(now), _utc(until))
+    spx = _ended(fetched[MARKET_INDEX][0], cutoff)
     holdings = pd.concat(
-        [_ended(fetched[s][0], now).assign(contract=s) for s in stocks_ok], ignore_index=True
+        [_ended(fetched[s][0], cutoff).assign(contract=s) for s in stocks_ok], ignore_index=True
     )
     vix = align_vix(fetched[VOLATILITY_INDEX][0], spx["timestamp"])
     if spx.empty:

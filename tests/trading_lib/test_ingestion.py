@@ -416,3 +416,17 @@ def test_bad_input_is_never_retried_nor_waited_for(server, scenario, error):
     _, result = _fetch("TSLA", *_fetch_window(server), server.session(), sleep=slept.append)
     assert (result.status, result.attempts, slept) == ("failed", 1, [])
     assert re.search(error, result.error), result.error
+
+
+def test_until_stores_only_the_bars_that_had_ended_by_then(server, tmp_path):
+    """A scheduled or backfill run stores history as it was known at its interval's end."""
+    start, end = _window(server)
+    last_day = str((pd.Timestamp(end) - pd.Timedelta(days=1)).date())
+    until = pd.Timestamp(f"{last_day} 11:30", tz=layout.EXCHANGE_TZ)  # the 10:30 bar has just ended
+    _ingest(server, tmp_path, until=until.isoformat())
+    data = read_inputs(Storage(str(tmp_path)))
+    assert data.spx["timestamp"].max() == pd.Timestamp(f"{last_day} 10:30", tz=layout.EXCHANGE_TZ)
+    assert data.holdings["timestamp"].max() == pd.Timestamp(f"{last_day} 10:30", tz=layout.EXCHANGE_TZ)
+    later = _ingest(server, tmp_path)  # the next run: the rest of that session arrives
+    assert later.written["bars_added"] == 5 * len(STOCKS + ["^GSPC", "^VIX"])
+    assert later.written["sessions_written"] == [last_day]

@@ -119,3 +119,36 @@ def test_a_foreign_file_in_the_store_is_named(tmp_path):
 def test_window_must_be_ordered():
     with pytest.raises(InputDataError, match="not before"):
         AnalysisWindow.parse("2024-01-03", "2024-01-02")
+
+
+def test_a_failure_on_the_last_write_leaves_every_session_file_whole(tmp_path):
+    """Each session file is replaced whole or not at all. The last of three session writes fails
+    (its file is made immutable: even root cannot replace it); the two before it are complete and
+    new, the last one still holds its old bytes, no temporary file is left, and the error names
+    the file."""
+    import subprocess
+
+    from trading_lib.storage import StorageError
+
+    storage = Storage(str(tmp_path))
+    store = BarStore(storage)
+    days = ("2024-01-02", "2024-01-03", "2024-01-04")
+    for day in days:
+        store.write(_data(day), "test")
+    before = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
+    last = tmp_path / layout.bars_key(days[-1])
+    if subprocess.run(["chattr", "+i", str(last)], capture_output=True, check=False).returncode:
+        pytest.skip("chattr +i is not supported on this filesystem")
+    try:
+        revised = pd.concat([to_store_rows(_data(day, close=1.7)) for day in days], ignore_index=True)
+        with pytest.raises(StorageError, match="cannot write .*bars/2024-01-04.parquet"):
+            store.upsert(revised, "test")
+    finally:
+        subprocess.run(["chattr", "-i", str(last)], check=True)
+    after = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
+    assert after[days[0]] != before[days[0]] and after[days[1]] != before[days[1]]
+    assert after[days[2]] == before[days[2]]
+    for day in days[:2]:
+        stocks = store.read_sessions([day], ["AAPL", "MSFT"])
+        assert set(stocks["close"]) == {1.7}  # whole new files, never a mix
+    assert not [p for p in (tmp_path / "bars").iterdir() if p.name.startswith(".")]

@@ -155,7 +155,8 @@ def analyze_symbol():
                     f"beta {item['beta'] if item['beta'] is None else round(item['beta'], 4)}, "
                     f"wrote {item['key']} ({item['bytes']} bytes)"
                 )
-            if is_reprocessing(context["dag_run"]):
+            orchestrator_run_id = context["params"].get("orchestrator_run_id")
+            if is_reprocessing(context["dag_run"], orchestrator_run_id, task_storage()):
                 for item in written:
                     context["outlet_events"][RESULTS_UPDATES].add(
                         RESULTS_ASSET,
@@ -182,7 +183,10 @@ def analyze_symbol():
                 f"{len(summary['missing'])} partition file(s) missing: {summary['missing'][:5]}"
             )
         # Orchestrated runs are announced once by the orchestrator; a standalone or cleared run here.
-        if not params.get("orchestrator_run_id") or is_reprocessing(context["dag_run"]):
+        orchestrator_run_id = params.get("orchestrator_run_id")
+        if not orchestrator_run_id or is_reprocessing(
+            context["dag_run"], orchestrator_run_id, task_storage()
+        ):
             context["outlet_events"][RESULTS_UPDATES].add(
                 RESULTS_ASSET,
                 extra={

@@ -259,6 +259,13 @@ def trading_orchestrator():
             },
         )
 
+    @task(trigger_rule="one_failed", retries=0)
+    def record_failure(scope: dict):
+        """A symbol run or the publication failed: the run record says so (it would say "running")."""
+        from trading_lib import pipeline
+
+        pipeline.record_run(task_storage(), scope["run_id"], state="failed")
+
     request = check_request()
     ingestion = ingest_market_data(request)
     scope = select_contracts(request, ingestion)
@@ -272,13 +279,21 @@ def trading_orchestrator():
         reset_dag_run=True,
         wait_for_completion=True,
         deferrable=True,
-        poke_interval=2,
+        # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has processed
+        # the executor's event for the deferral (apache/airflow#72716). The first check runs at
+        # once (the run is not done yet), the next one 10 s later: enough for the scheduler on a
+        # loaded 2-core machine. One retry (the symbol runs are reset; they rewrite identical
+        # files and announce nothing while this run is running) covers what is left.
+        poke_interval=10,
         fail_when_dag_is_paused=True,
-        retries=0,
+        retries=1,
+        retry_delay=5,
     ).expand_kwargs(runs)
 
     branch >> [stop_on_validation_failure(scope, validation), triggered]
-    triggered >> publish_results(scope, runs, validation)
+    published = publish_results(scope, runs, validation)
+    triggered >> published
+    [triggered, published] >> record_failure(scope)
 
 
 def _ingestion_summary(ingestion: dict | None):

@@ -101,6 +101,15 @@ def bad_input_fails_fast() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def is_reprocessing(dag_run) -> bool:
-    """True when this run was cleared (some of its tasks run again) rather than running for the first time."""
-    return bool(getattr(dag_run, "clear_number", 0))
+def is_reprocessing(dag_run, orchestrator_run_id: str | None, storage) -> bool:
+    """True when this analyze_symbol run was cleared by someone reprocessing it (its results must
+    be announced), False on its first run and when its own orchestrator run, still running, reset
+    it (a retry of trigger_analyze_symbol: the orchestrator announces the results once, at the end)."""
+    if not getattr(dag_run, "clear_number", 0):
+        return False
+    if not orchestrator_run_id:
+        return True
+    from trading_lib.pipeline import read_run
+
+    record = read_run(storage, orchestrator_run_id)
+    return record is None or record.get("state") != "running"

@@ -323,10 +323,11 @@ def aggregate(
     in_period = (
         results[results["timestamp"].dt.strftime("%Y-%m-%d").between(start, end)] if len(results) else results
     )
-    expected = pd.concat([_expected(storage, run) for run in runs], ignore_index=True) if runs else None
-    if expected is not None and len(expected):
-        expected_days = expected["timestamp"].dt.strftime("%Y-%m-%d")
-        expected = expected[expected_days.between(start, end)]
+    # The period's expected partitions: those with a result, plus those the reported runs expected
+    # and did not get (the runs behind earlier aggregations were checked then).
+    expected = [in_period[["contract", "timestamp"]]] + [_expected(storage, run) for run in runs]
+    expected = pd.concat(expected, ignore_index=True).drop_duplicates(ignore_index=True)
+    expected = expected[expected["timestamp"].dt.strftime("%Y-%m-%d").between(start, end)]
     period_report = build_portfolio_report(in_period, bars, expected).to_dict()
     period_report["scope"] = {
         "kind": "period",

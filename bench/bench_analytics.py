@@ -1,13 +1,15 @@
 """The vectorized kernel vs the per-partition path, over a year of hourly bars for 500 symbols.
 
 - vectorized: `compute_signals` over the whole universe (~0.9 M rows), best of N, one thread;
-- per partition: `analyze_partition` (reload the slice from parquet + compute), timed on a random
-  sample of partitions and extrapolated to all of them; the sampled rows are checked bit-identical
-  to the vectorized ones.
+- per partition: what `pipeline.analyze_partition` computes, without writing its file: the
+  partition's look-back read from the bar store (`BarStore.lookback`) + `partition_row`, timed on a
+  random sample of partitions and extrapolated to all of them; the sampled rows are checked
+  bit-identical to the vectorized ones.
 Goal: >= 200x, and the whole universe in <= 1 s on one core.
 
 The universe is a seeded one-factor model built here (r = beta * m + noise, VIX a bounded random
-walk), written with trading_lib.inputs.write_inputs to a temporary local data root.
+walk), written into the bar store (trading_lib.store.BarStore, one file per session) of a temporary
+local data root.
 
     python bench/bench_analytics.py [--symbols 500] [--bars 1764] [--sample 200] [--repeat 3]
 """
@@ -29,9 +31,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from trading_lib import layout  # noqa: E402
-from trading_lib.analytics import analyze_partition, compute_signals  # noqa: E402
-from trading_lib.inputs import AnalysisWindow, InputData, read_inputs, write_inputs  # noqa: E402
+from trading_lib.analytics import BETA_WINDOW_BARS, compute_signals, partition_row  # noqa: E402
+from trading_lib.inputs import AnalysisWindow, InputData  # noqa: E402
 from trading_lib.storage import Storage  # noqa: E402
+from trading_lib.store import BarStore  # noqa: E402
 
 BARS_PER_SESSION = 7
 
@@ -89,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         f"numpy {np.__version__}, pandas {pd.__version__}, one thread)"
     )
     with tempfile.TemporaryDirectory(prefix="bench-analytics-") as root:
-        storage = Storage(root)
-        write_inputs(storage, data)
-        data = read_inputs(storage)  # the frames exactly as stored
+        store = BarStore(Storage(root))
+        started = time.perf_counter()
+        written = store.write(data, source="bench universe")
+        print(
+            f"bar store: {len(written.sessions_written)} session files written in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+        data = store.input_data(data.window)  # the frames exactly as stored
 
         timings = []
         for _ in range(args.repeat):
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         picks = full.iloc[np.sort(rng.choice(len(full), size=min(args.sample, len(full)), replace=False))]
         started = time.perf_counter()
         rows = [
-            analyze_partition(storage, c, t)
+            partition_row(store.lookback(c, t, BETA_WINDOW_BARS + 1), c, t)
             for c, t in zip(picks["contract"], picks["timestamp"], strict=True)
         ]
         per_partition = (time.perf_counter() - started) / len(picks)
@@ -124,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         (
             "analyze_partition, one partition",
             f"{per_partition * 1000:.2f} ms",
-            f"mean of {len(picks)} (reload + compute)",
+            f"mean of {len(picks)} (look-back read + compute)",
         ),
         (
             "analyze_partition, whole universe",

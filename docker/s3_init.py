@@ -1,5 +1,5 @@
 """docker-compose's one-shot S3 setup: create the bucket of TRADING_DATA_ROOT, then write sample
-input there unless input already exists (a restart never overwrites ingested data).
+bars into the bar store unless it already holds bars (a restart never overwrites ingested data).
 
 Credentials and endpoint come from the standard AWS_* variables (s3fs reads them), as in the pods.
 Usage: python s3_init.py [--contracts N | --real FOLDER]
@@ -11,9 +11,10 @@ import argparse
 import sys
 
 from trading_lib import pipeline
-from trading_lib.layout import HOLDINGS_KEY
+from trading_lib.layout import BARS_PREFIX
 from trading_lib.settings import load_settings
 from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,11 +32,18 @@ def main(argv: list[str] | None = None) -> int:
     if not storage.fs.exists(bucket):
         storage.fs.mkdir(bucket)
         print(f"created bucket {bucket}")
-    if storage.exists(HOLDINGS_KEY):
-        print(f"{storage.url(HOLDINGS_KEY)} exists: input left as it is")
+    sessions = BarStore(storage).sessions()  # any bars/<YYYY-MM-DD>.parquet
+    if sessions:
+        print(
+            f"{storage.url(BARS_PREFIX)} holds {len(sessions)} session(s) "
+            f"({sessions[0]} .. {sessions[-1]}): bars left as they are"
+        )
         return 0
     result = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=args.real)
-    print(f"wrote input for {len(result['contracts'])} contracts to {settings.data_root}")
+    print(
+        f"wrote bars of {len(result['contracts'])} contracts "
+        f"({len(result['store']['sessions_written'])} sessions) to {storage.url(BARS_PREFIX)}"
+    )
     return 0
 
 

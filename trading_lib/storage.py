@@ -42,6 +42,11 @@ class CorruptInputError(StorageError, BadInputError):
     """A file exists but cannot be read as what it should be. Bad input: never retried."""
 
 
+class AccessDeniedError(StorageError, BadInputError):
+    """The store refused the credentials (a wrong key, a missing permission): configuration to
+    fix, not an outage to wait out. Never retried; the message names the store and its reason."""
+
+
 class Storage:
     """Keys are '/'-separated paths relative to ``root`` (a local folder or s3://bucket/prefix)."""
 
@@ -176,7 +181,7 @@ class Storage:
             if os.path.exists(tmp):
                 os.unlink(tmp)
             if isinstance(exc, PermissionError):
-                raise StorageError(f"cannot write {self.url(key)}: {self._denial(exc)}") from exc
+                raise AccessDeniedError(f"cannot write {self.url(key)}: {self._denial(exc)}") from exc
             if isinstance(exc, OSError):
                 raise StorageError(f"cannot write {self.url(key)}: {exc}") from exc
             raise
@@ -279,8 +284,10 @@ class Storage:
     def _parquet_error(self, key: str, exc: Exception) -> StorageError:
         """A parquet read failed: the store could not be read (wrapped like any storage call, so an
         outage stays retryable and a denial names its cause), or the bytes are not parquet."""
+        # On S3 only pyarrow's parse errors mean bad bytes: s3fs turns a 500, SlowDown or
+        # ServiceUnavailable into an OSError and a timeout into TimeoutError, which are outages.
         storage_failure = isinstance(exc, FileNotFoundError | PermissionError) or (
-            self.is_s3 and not isinstance(exc, OSError | pa.ArrowException)
+            self.is_s3 and not isinstance(exc, pa.ArrowInvalid)
         )
         if storage_failure:
             # fsspec's isfile() reports an unreachable store as "not found": ask the store again.
@@ -302,7 +309,7 @@ class Storage:
         except StorageError:
             raise
         except PermissionError as exc:
-            raise StorageError(f"cannot {action} {self.url(key)}: {self._denial(exc)}") from exc
+            raise AccessDeniedError(f"cannot {action} {self.url(key)}: {self._denial(exc)}") from exc
         except OSError as exc:
             raise StorageError(f"cannot {action} {self.url(key)}: {exc}") from exc
         except Exception as exc:

@@ -71,18 +71,21 @@ def storage_at(root: str):
 def _s3_storage(root: str, conn_id: str):
     """Storage on ``root`` with the connection's credentials, checked with one request (a HEAD) so
     that a wrong or unreachable connection fails here with a message naming the connection id,
-    not later as an anonymous storage error. Still a StorageError: retried like any I/O failure."""
+    not later as an anonymous storage error: refused credentials fail at once (AccessDeniedError),
+    an unreachable store is a StorageError, retried like any I/O failure."""
     from airflow.sdk import ObjectStoragePath
 
     from trading_lib.layout import BARS_PREFIX
-    from trading_lib.storage import Storage, StorageError
+    from trading_lib.storage import AccessDeniedError, Storage, StorageError
 
     storage = Storage(root, fs=ObjectStoragePath(root, conn_id=conn_id).fs)
     try:
         storage.exists(BARS_PREFIX)
     except StorageError as exc:
-        if isinstance(exc.__cause__, PermissionError):
-            raise StorageError(f"S3 connection {conn_id!r} was refused by {storage.endpoint}: {exc}") from exc
+        if isinstance(exc, AccessDeniedError):  # wrong credentials: fail now, no retry
+            raise AccessDeniedError(
+                f"S3 connection {conn_id!r} was refused by {storage.endpoint}: {exc}"
+            ) from exc
         raise StorageError(f"S3 connection {conn_id!r} ({storage.endpoint}) failed: {exc}") from exc
     return storage
 

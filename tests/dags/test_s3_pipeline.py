@@ -3,7 +3,8 @@
 - the CLI / pod path: ``python -m trading_lib --data-root s3://...`` with the standard AWS_* env;
 - the Airflow path: analyze_symbol and aggregate_portfolio with ``dag.test()``, credentials from an
   Airflow connection given by environment (AIRFLOW_CONN_*), in a subprocess (tests/s3/run_dag.py)
-  because Airflow reads that environment at import;
+  because Airflow reads that environment at import; aggregate_portfolio consumes the asset event
+  trading_orchestrator emits and reports on the run it names (its run record);
 - an S3 outage while partitions run, survived by the task's retries;
 - wrong credentials in the connection: a clear error naming the connection id.
 """
@@ -19,12 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from s3.conftest import seaweedfs_fixture, seaweedfs_private_fixture  # noqa: F401 - fixtures
 from s3.run_dag import RESULT_PREFIX
 
 from trading_lib import layout, pipeline
 from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 pytestmark = [pytest.mark.s3, pytest.mark.airflow]
 
@@ -32,6 +35,7 @@ PROJECT = Path(__file__).resolve().parents[2]
 RUN_DAG = PROJECT / "tests" / "s3" / "run_dag.py"
 VENV_BIN = Path(sys.executable).parent
 CONTRACTS = ["AAPL", "MSFT", "GOOGL"]
+RUN_ID = "s3-pipeline-run"
 # The analytics modules of trading_lib are written in parallel with these tests.
 needs_analytics = pytest.mark.skipif(
     any(
@@ -140,18 +144,37 @@ def _s3_storage(server, data_root: str) -> Storage:
 
 
 def _local_copy(s3: Storage, folder: Path) -> Storage:
-    """The input files of ``s3`` copied into a local data root."""
+    """The bar store of ``s3`` (every bars/<YYYY-MM-DD>.parquet) copied into a local data root."""
     local = Storage(str(folder))
-    for key in layout.INPUT_KEYS:
+    keys = s3.list_keys(layout.BARS_PREFIX, suffix=".parquet")
+    assert keys, f"no bars under {s3.url(layout.BARS_PREFIX)}"
+    for key in keys:
         local.write_bytes(key, s3.read_bytes(key))
+    assert BarStore(local).sessions() == BarStore(s3).sessions()
     return local
 
 
-def _expected_partitions(local: Storage, contracts: list[str]) -> dict[str, bytes]:
-    """Every partition file of ``contracts`` computed locally by trading_lib: key -> bytes."""
+def _is_partition(key: str) -> bool:
+    """output/trading-results/<YYYY-MM-DD>/<SEG>_<HHMMSS>.parquet, not a session roll-up beside it."""
+    return key.startswith(layout.RESULTS_PREFIX + "/") and key.count("/") == 3 and key.endswith(".parquet")
+
+
+def _partitions(files: dict[str, bytes]) -> dict[str, bytes]:
+    return {key: data for key, data in files.items() if _is_partition(key)}
+
+
+def _local_files(local: Storage, prefix: str) -> dict[str, bytes]:
+    return {key: local.read_bytes(key) for key in local.list_keys(prefix)}
+
+
+def _expected_partitions(local: Storage, contracts: list[str], window=None) -> dict[str, bytes]:
+    """Every partition file of ``contracts`` in ``window`` (default: the last 24 stored bars)
+    computed locally by trading_lib: key -> bytes."""
+    window = window or pipeline.resolve_window(local)
     expected = {}
     for contract in contracts:
-        for item in pipeline.run_partitions(local, contract, pipeline.list_partitions(local, contract)):
+        timestamps = pipeline.list_partitions(local, contract, window=window)
+        for item in pipeline.analyze_partition(local, contract, timestamps):
             expected[item["key"]] = local.read_bytes(item["key"])
     return expected
 
@@ -162,12 +185,23 @@ def _stored(server, data_root: str, prefix: str) -> dict[str, bytes]:
     return {key.removeprefix(root + "/"): data for key, data in server.objects(f"{root}/{prefix}/").items()}
 
 
-def _without_location(report: dict) -> dict:
-    """A portfolio report without what names its storage (results_root, report URL)."""
+def _without_run_details(report: dict) -> dict:
+    """A report or run record without what differs between two runs of the same computation:
+    when it was produced or updated, and the Airflow run that produced it."""
     report = json.loads(json.dumps(report))
-    report.get("scope", {}).pop("results_root", None)
-    report.pop("report", None)
+    for key in ("produced_at", "aggregation_run_id", "created_at", "updated_at", "report"):
+        report.pop(key, None)
     return report
+
+
+def _assert_same_rollups(s3: Storage, local: Storage) -> None:
+    """The per-session roll-ups hold the same rows. (Not the same bytes: a roll-up records the
+    listing it was built from, and S3 modification times are not local ones.)"""
+    keys = [k for k in local.list_keys(layout.RESULTS_PREFIX, suffix=".parquet") if not _is_partition(k)]
+    assert keys, "no per-session roll-up was written"
+    assert [k for k in s3.list_keys(layout.RESULTS_PREFIX, suffix=".parquet") if not _is_partition(k)] == keys
+    for key in keys:
+        pd.testing.assert_frame_equal(s3.read_parquet(key), local.read_parquet(key), check_exact=True)
 
 
 # -- the CLI / pod path -----------------------------------------------------------------------------
@@ -175,29 +209,42 @@ def _without_location(report: dict) -> dict:
 def test_cli_pipeline_on_s3_writes_what_a_local_run_writes(seaweedfs, tmp_path):
     data_root = f"s3://{seaweedfs.bucket}/{seaweedfs.new_prefix()}"
     _cli(seaweedfs, data_root, "generate")
-    summary = _cli(seaweedfs, data_root, "run", "--contracts", "3")
+    summary = _cli(seaweedfs, data_root, "run", "--contracts", "3", "--run-id", RUN_ID)
 
     s3 = _s3_storage(seaweedfs, data_root)
     local = _local_copy(s3, tmp_path / "local")
-    local_summary = _cli(seaweedfs, str(tmp_path / "local"), "run", "--contracts", "3")
-    contracts = s3.read_json(layout.report_key(pipeline.MANIFEST_REPORT))["contracts"]
+    local_summary = _cli(seaweedfs, str(tmp_path / "local"), "run", "--contracts", "3", "--run-id", RUN_ID)
+    record = pipeline.read_run(s3, RUN_ID)
+    assert record["state"] == "success" and record["validation"]["status"] == "PASS"
+    contracts = record["contracts"]
     assert len(contracts) == 3
+    assert _without_run_details(record) == _without_run_details(pipeline.read_run(local, RUN_ID))
 
-    partitions = _stored(seaweedfs, data_root, layout.RESULTS_PREFIX)
-    expected = {
-        key: local.read_bytes(key) for key in local.list_keys(layout.RESULTS_PREFIX, suffix=".parquet")
-    }
-    assert {key.split("/")[2] for key in expected} == {c.replace("^", "_") for c in contracts}
+    partitions = _partitions(_stored(seaweedfs, data_root, layout.RESULTS_PREFIX))
+    expected = _partitions(_local_files(local, layout.RESULTS_PREFIX))
+    assert {layout.parse_result_name(key) for key in expected} == set(contracts)
+    assert len(expected) == 3 * pipeline.DEFAULT_WINDOW_BARS
     assert partitions == expected  # every partition, once, byte for byte
+    _assert_same_rollups(s3, local)
 
-    reports = _stored(seaweedfs, data_root, layout.REPORTS_PREFIX)
-    assert sorted(reports) == sorted(local.list_keys(layout.REPORTS_PREFIX, suffix=".json"))
-    portfolio = s3.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
-    assert _without_location(portfolio) == _without_location(
-        local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
-    )
-    assert summary["report"] == f"{data_root}/{layout.report_key(pipeline.PORTFOLIO_REPORT)}"
-    assert _without_location(summary) == _without_location(local_summary)
+    for prefix in (layout.REPORTS_PREFIX, layout.RUNS_PREFIX):
+        assert sorted(_stored(seaweedfs, data_root, prefix)) == local.list_keys(prefix)
+    for key in (
+        layout.report_key(pipeline.PORTFOLIO_REPORT),
+        layout.report_key(pipeline.VALIDATION_REPORT),
+        layout.run_key(RUN_ID, pipeline.PORTFOLIO_REPORT),
+        layout.run_key(RUN_ID, pipeline.VALIDATION_REPORT),
+    ):
+        assert _without_run_details(s3.read_json(key)) == _without_run_details(local.read_json(key)), key
+    run_report = s3.read_json(layout.run_key(RUN_ID, pipeline.PORTFOLIO_REPORT))
+    assert run_report["scope"]["run_id"] == RUN_ID and run_report["scope"]["contracts"] == contracts
+    assert run_report["missing_partitions"] == []
+    assert run_report["summary"]["partitions"] == len(expected)
+    assert summary["report"] == layout.report_key(pipeline.PORTFOLIO_REPORT)
+    assert summary["runs"] == {
+        RUN_ID: {"missing_partitions": [], "total_pnl": run_report["summary"]["total_pnl"]}
+    }
+    assert summary == local_summary
 
 
 # -- the Airflow path ---------------------------------------------------------------------------------
@@ -208,27 +255,47 @@ def test_dags_on_s3_write_every_partition_and_the_portfolio_of_a_direct_computat
     data_root = f"s3://{seaweedfs.bucket}/{seaweedfs.new_prefix()}"
     _cli(seaweedfs, data_root, "generate", "--contracts", "4")
     s3 = _s3_storage(seaweedfs, data_root)
-    # What trading_orchestrator's select_contracts records: the scope aggregation reads.
-    pipeline.write_manifest(s3, contracts=CONTRACTS, window=pipeline.resolve_window(s3))
+    window = pipeline.resolve_window(s3)
+    # What trading_orchestrator records (select_contracts) and asks of each analyze_symbol run,
+    # and the event its publish_results emits: the run aggregate_portfolio reports on.
+    scope = {"window_start": window.start.isoformat(), "window_end": window.end.isoformat()}
+    run = {"contracts": CONTRACTS, **scope}
+    pipeline.record_run(s3, RUN_ID, dag_id="trading_orchestrator", **run, state="success")
+    event = {"source": "trading_orchestrator", "orchestrator_run_id": RUN_ID, "contracts": len(CONTRACTS)}
 
-    runs = [("analyze_symbol", {"contract": c}) for c in CONTRACTS] + [("aggregate_portfolio", {})]
+    runs = [("analyze_symbol", {"contract": c, **scope, "orchestrator_run_id": RUN_ID}) for c in CONTRACTS]
+    runs.append(("aggregate_portfolio", {}, {"asset_events": [event]}))
     results, output = _run_dags(airflow_home, _s3_env(seaweedfs, data_root), runs)
     assert [r["state"] for r in results] == ["success"] * 4, output[-6000:]
+    assert f"orchestrator runs: ['{RUN_ID}']" in output
 
     local = _local_copy(s3, tmp_path / "local")
-    expected = _expected_partitions(local, CONTRACTS)
-    assert _stored(seaweedfs, data_root, layout.RESULTS_PREFIX) == expected  # each once, identical bytes
+    expected = _expected_partitions(local, CONTRACTS, window)
+    assert len(expected) == len(CONTRACTS) * pipeline.DEFAULT_WINDOW_BARS
+    stored = _stored(seaweedfs, data_root, layout.RESULTS_PREFIX)
+    assert _partitions(stored) == expected  # each once, identical bytes
     for result, contract in zip(results, CONTRACTS, strict=False):
-        count = len([k for k in expected if k.startswith(layout.contract_results_prefix(contract) + "/")])
+        count = len([k for k in expected if layout.parse_result_name(k) == contract])
         assert _states(result, "analyze_time_partition") == ["success"] * count
 
-    pipeline.write_manifest(local, contracts=CONTRACTS, window=pipeline.resolve_window(local))
-    direct = pipeline.aggregate(local)
+    pipeline.record_run(local, RUN_ID, dag_id="trading_orchestrator", **run, state="success")
+    direct = pipeline.aggregate(local, run_ids=[RUN_ID])
+    _assert_same_rollups(s3, local)
     portfolio = s3.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
-    assert _without_location(portfolio) == _without_location(
+    assert portfolio["aggregation_run_id"] == results[-1]["run_id"]
+    assert portfolio["scope"]["runs"] == [RUN_ID]
+    assert _without_run_details(portfolio) == _without_run_details(
         local.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
     )
-    assert portfolio["summary"] == _without_location(direct)
+    assert portfolio["summary"] | {"report": direct["report"]} == {
+        k: v for k, v in direct.items() if k not in ("period_start", "period_end", "runs", "missing")
+    }
+    run_report = s3.read_json(layout.run_key(RUN_ID, pipeline.PORTFOLIO_REPORT))
+    assert run_report["scope"]["contracts"] == CONTRACTS and run_report["missing_partitions"] == []
+    assert run_report["summary"]["partitions"] == len(expected)
+    assert _without_run_details(run_report) == _without_run_details(
+        local.read_json(layout.run_key(RUN_ID, pipeline.PORTFOLIO_REPORT))
+    )
 
 
 @needs_analytics
@@ -256,11 +323,11 @@ def test_partitions_survive_an_s3_outage_through_task_retries(seaweedfs_private,
     runner = _runner(airflow_home, env, [("analyze_symbol", {"contract": "AAPL"})])
     try:
         deadline = time.monotonic() + 300
-        while len(_stored(server, data_root, layout.RESULTS_PREFIX)) < 2:
+        while len(_partitions(_stored(server, data_root, layout.RESULTS_PREFIX))) < 2:
             assert runner.poll() is None, runner.log_path.read_text(errors="replace")[-6000:]
             assert time.monotonic() < deadline, "no partition was written"
             time.sleep(0.1)
-        written_before = len(_stored(server, data_root, layout.RESULTS_PREFIX))
+        written_before = len(_partitions(_stored(server, data_root, layout.RESULTS_PREFIX)))
         server.kill()
         time.sleep(4)
         server.start()  # same ports, same data folder

@@ -83,3 +83,25 @@ def test_json_is_strict_and_stable(tmp_path):
     with pytest.raises(ValueError):
         storage.write_json("nan.json", {"x": float("nan")})
     assert not storage.exists("nan.json")
+
+
+def test_a_refused_local_write_is_an_access_error_naming_the_file(tmp_path):
+    """Not a bare PermissionError: the storage error class, not retried (configuration to fix).
+    The folder is made immutable, which even root cannot write into."""
+    import subprocess
+
+    from trading_lib.errors import BadInputError
+    from trading_lib.storage import AccessDeniedError
+
+    storage = Storage(str(tmp_path))
+    storage.write_bytes("out/a.bin", b"old")
+    folder = tmp_path / "out"
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode:
+        pytest.skip("chattr +i is not supported on this filesystem")
+    try:
+        with pytest.raises(AccessDeniedError, match=r"cannot write .*out/b.bin") as excinfo:
+            storage.write_bytes("out/b.bin", b"new")
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+    assert isinstance(excinfo.value, StorageError) and isinstance(excinfo.value, BadInputError)
+    assert sorted(p.name for p in folder.iterdir()) == ["a.bin"]

@@ -71,7 +71,7 @@ def noop_orchestrator():
         logical_date=None,
         wait_for_completion=True,
         deferrable=True,
-        poke_interval=2,
+        poke_interval=10,  # as trading_orchestrator (apache/airflow#72716): the same shape
     ).expand_kwargs(selected)
     (
         ingest_market_data(request)

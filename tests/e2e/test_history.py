@@ -298,7 +298,7 @@ def _wait_for_backfill(client, backfill_id: int, timeout: float = 1200) -> None:
 
 
 def test_a_backfill_fills_two_past_days_and_running_it_again_changes_nothing(
-    client, data_root, days, scheduled_day
+    airflow, client, data_root, days, scheduled_day
 ):
     body = {
         "dag_id": "trading_orchestrator",

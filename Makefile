@@ -8,8 +8,13 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DATA ?= sample
 CONTRACTS ?= 10
+# make demo SCHEDULE=on (the pipeline's default cron) or SCHEDULE='30 10-16 * * 1-5'; unset: manual runs only
+SCHEDULE ?=
+# make dags-test DAG=analyze_symbol CONF='{"contract": "AAPL"}'
+DAG ?=
+CONF ?=
 
-.PHONY: demo stop status test test-fast bench lint install install-test clean
+.PHONY: demo dags-test stop status test test-fast bench lint install install-test clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -27,9 +32,19 @@ $(TEST_STAMP): $(STAMP) requirements-test.txt
 install: $(STAMP)
 install-test: $(TEST_STAMP)
 
-## make demo [DATA=real] [CONTRACTS=10]: start (or reuse) a local Airflow and run the pipeline in it
+## make demo [DATA=real] [CONTRACTS=10] [SCHEDULE=on|'<cron>']: start (or reuse) a local Airflow and run the pipeline in it
+ifneq ($(strip $(SCHEDULE)),)
+demo: export TRADING_ORCHESTRATOR_SCHEDULE := $(SCHEDULE)
+endif
 demo: $(STAMP)
 	$(PY) scripts/demo.py --data $(DATA) --contracts $(CONTRACTS)
+
+## make dags-test DAG=<dag_id> [CONF='<json>']: `airflow dags test` in a separate home and database,
+## beside the demo's running Airflow (same DAGs, plugins and data)
+dags-test: $(STAMP)
+	@test -n "$(DAG)" || { echo "usage: make dags-test DAG=<dag_id> [CONF='<json>']" >&2; exit 2; }
+	@eval "$$($(PY) scripts/local_airflow.py env --isolated)" && \
+		airflow dags test $(DAG) $(if $(strip $(CONF)),-c '$(CONF)')
 
 ## make stop: stop the local Airflow started by make demo
 stop:
@@ -57,4 +72,4 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts
 
 clean: stop
-	rm -rf airflow_home output input/*.parquet test-output
+	rm -rf airflow_home output bars input/*.parquet test-output

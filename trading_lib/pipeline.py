@@ -7,7 +7,6 @@ code path and write the same bytes.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -320,20 +319,18 @@ def aggregate(
     bars = _outcome_bars(storage, results, sorted(set(period_days) | run_days))
 
     produced = {"produced_at": _now(), "aggregation_run_id": aggregation_run_id}
-    in_period = (
-        results[results["timestamp"].dt.strftime("%Y-%m-%d").between(start, end)] if len(results) else results
-    )
+    in_period = results[_within(results["timestamp"], start, end)] if len(results) else results
     # The period's expected partitions: those with a result, plus those the reported runs expected
     # and did not get (the runs behind earlier aggregations were checked then).
     expected = [in_period[["contract", "timestamp"]]] + [_expected(storage, run) for run in runs]
     expected = pd.concat(expected, ignore_index=True).drop_duplicates(ignore_index=True)
-    expected = expected[expected["timestamp"].dt.strftime("%Y-%m-%d").between(start, end)]
+    expected = expected[_within(expected["timestamp"], start, end)]
     period_report = build_portfolio_report(in_period, bars, expected).to_dict()
     period_report["scope"] = {
         "kind": "period",
         "period_start": period_days[0] if period_days else period_start,
         "period_end": period_days[-1] if period_days else period_end,
-        "contracts": sorted(set(in_period["contract"])) if len(in_period) else [],
+        "contracts": sorted(in_period["contract"].unique().tolist()) if len(in_period) else [],
         "runs": [run["run_id"] for run in runs],
     }
     period_report["partitions"], period_report["partitions_truncated"] = _grid(in_period)
@@ -376,17 +373,17 @@ def aggregate(
 
 def _read_rollups(results: Storage, days: list[str]) -> pd.DataFrame:
     """The partition results of ``days``, through one roll-up file per session: a roll-up is
-    rebuilt when the session's listing (names, sizes, modification times) differs from the one
-    it was built from, so a rewritten or new partition file is always seen."""
+    rebuilt when the session's folder changed since it was built (Storage.folder_version: the
+    folder's modification time locally, the listing on S3), so a rewritten or new partition file
+    is always seen."""
     frames = []
     for day in days:
-        entries = results.list_entries(day)
-        fingerprint = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()
+        fingerprint, names = results.folder_version(day)
         key = layout.daily_relative_key(day)
         if results.exists(key) and results.read_parquet_metadata(key).get("trading.sources") == fingerprint:
             frames.append(results.read_parquet(key))
             continue
-        keys = [f"{day}/{name}" for name in sorted(entries) if name.endswith(".parquet")]
+        keys = [f"{day}/{name}" for name in names if name.endswith(".parquet")]
         frame = results.read_parquet_many(keys)
         if frame.empty:
             continue
@@ -405,6 +402,17 @@ def _read_rollups(results: Storage, days: list[str]) -> pd.DataFrame:
     return out.sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
 
 
+def _within(timestamps: pd.Series, first_day: str, last_day: str) -> pd.Series:
+    """Timestamps whose session date is in [first_day, last_day] (YYYY-MM-DD; "0000-00-00" and
+    "9999-99-99" stand for no bound), compared as instants: no per-row formatting."""
+    mask = pd.Series(True, index=timestamps.index)
+    if first_day != "0000-00-00":
+        mask &= timestamps >= pd.Timestamp(first_day, tz=layout.EXCHANGE_TZ)
+    if last_day != "9999-99-99":
+        mask &= timestamps < pd.Timestamp(last_day, tz=layout.EXCHANGE_TZ) + pd.Timedelta(days=1)
+    return mask
+
+
 def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> pd.DataFrame:
     """Closes of the results' contracts over ``days`` and the next stored session (each result's
     next bar), as (contract, timestamp, close)."""
@@ -421,7 +429,7 @@ def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> p
     wanted = [d for d in stored if days[0] <= d <= days[-1]]
     after = [d for d in stored if d > days[-1]][:1]
     frame = store.read_sessions(
-        wanted + after, sorted(set(results["contract"])), ["symbol", "timestamp", "close"]
+        wanted + after, sorted(results["contract"].unique().tolist()), ["symbol", "timestamp", "close"]
     )
     return frame.rename(columns={"symbol": "contract"})
 

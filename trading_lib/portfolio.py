@@ -128,8 +128,7 @@ def build_portfolio_report(
     ).reset_index()
     timeseries.insert(4, "cumulative_pnl", timeseries["pnl"].cumsum())
 
-    trades["date"] = trades["timestamp"].dt.strftime("%Y-%m-%d")
-    per_day = trades.groupby("date", sort=True)
+    per_day = trades.groupby(trades["timestamp"].dt.normalize().rename("date"), sort=True)
     daily = pd.DataFrame(
         {
             "partitions": per_day.size(),
@@ -139,6 +138,7 @@ def build_portfolio_report(
             "pnl": per_day["pnl"].sum(),
         }
     ).reset_index()
+    daily["date"] = daily["date"].dt.strftime("%Y-%m-%d")  # one string per session, not per row
     win_rate = (daily["good_trades"] / daily["closed_trades"]).where(daily["closed_trades"] > 0)
     daily.insert(5, "win_rate", win_rate)
     daily["cumulative_pnl"] = daily["pnl"].cumsum()

@@ -138,6 +138,27 @@ class Storage:
                 out[name] = (int(info.get("size") or 0), seconds)
         return out
 
+    def folder_version(self, prefix: str) -> tuple[str, list[str]]:
+        """(a token that changes whenever a file below ``prefix`` is added, replaced or removed,
+        the names of its files). Locally the folder's own modification time: every write here is a
+        rename into the folder, which updates it, and it costs one stat, not one per file. On S3
+        a digest of the listing's names, sizes and modification times (one LIST)."""
+        import hashlib
+
+        if not self.is_s3:
+            base = self.path(prefix, allow_root=True)
+            try:
+                before = os.stat(base).st_mtime_ns
+                names = sorted(n for n in os.listdir(base) if not n.startswith("."))
+            except FileNotFoundError:
+                return "absent", []
+            except OSError as exc:
+                raise StorageError(f"cannot list {self.url(prefix)}: {exc}") from exc
+            return f"mtime:{before}:{len(names)}", names
+        entries = self.list_entries(prefix)
+        digest = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()
+        return f"s3:{digest}", sorted(entries)
+
     def list_folders(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix``, sorted; [] when absent."""
         base = self.path(prefix, allow_root=True)

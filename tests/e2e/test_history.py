@@ -277,11 +277,13 @@ def _backfill(airflow, body: dict) -> dict:
             backfill = client.post("/api/v2/backfills", body)
             break
         except AirflowError as exc:
-            if exc.status != 503:
+            # 503: the lock; 409 "already a running backfill": a failed creation's leftover
+            # that Airflow is still clearing. Both go away when asked again a little later.
+            if exc.status not in (409, 503):
                 raise
             time.sleep(3)
     else:
-        raise AssertionError("backfill creation kept answering 503")
+        raise AssertionError("backfill creation kept answering 503/409")
     time.sleep(5)
     if not airflow.running():
         airflow.start(timeout=180)

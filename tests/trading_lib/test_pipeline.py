@@ -1,9 +1,12 @@
 """Pipeline operations on small hand-made inputs (the full paths run in tests/dags and tests/e2e)."""
 
+import re
+
 import pandas as pd
 import pytest
 
 from trading_lib import layout, pipeline
+from trading_lib.errors import BadDataError
 from trading_lib.inputs import AnalysisWindow, InputData
 from trading_lib.storage import MissingInputError, Storage
 from trading_lib.store import BarStore
@@ -113,3 +116,27 @@ def test_run_records_accumulate_and_latest_points_at_the_newest(storage):
     assert storage.read_json(layout.LATEST_RUN_KEY)["run_id"] == "r2"
     with pytest.raises(ValueError, match="bad run id"):
         pipeline.record_run(storage, "../x")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ("duplicate", "must be unique: AAPL at 2024-01-02T12:30:00-05:00"),
+        ("inf", "close must be finite and > 0: AAPL at 2024-01-02T12:30:00-05:00 is inf"),
+        ("negative", "close must be finite and > 0: AAPL at 2024-01-02T12:30:00-05:00 is -12.5"),
+    ],
+)
+def test_the_partition_path_refuses_bad_stored_bars(storage, change, message):
+    """A bad bar that reached a session file some other way (written by hand, an older version)
+    never becomes a result: the partition checks the rows it read against the data contract."""
+    key = layout.bars_key("2024-01-02")
+    rows = storage.read_parquet(key)
+    at = rows.index[(rows["symbol"] == "AAPL") & (rows["timestamp"].dt.hour == 12)][0]
+    if change == "duplicate":  # a conflicting copy of the bar: another close
+        rows = pd.concat([rows, rows.loc[[at]].assign(close=2.25)], ignore_index=True)
+    else:
+        rows.loc[at, "close"] = float("inf") if change == "inf" else -12.5
+    storage.write_parquet(key, rows)  # around the store's own checks
+    with pytest.raises(BadDataError, match=re.escape(message)):
+        pipeline.analyze_partition(storage, "AAPL", ["2024-01-02T13:30:00-05:00"])
+    assert storage.list_keys(layout.RESULTS_PREFIX) == []

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from _store_data import session_bars, session_data
 
 from trading_lib import layout
 from trading_lib.analytics import BETA_WINDOW_BARS
@@ -10,18 +11,7 @@ from trading_lib.inputs import AnalysisWindow, InputData, InputDataError
 from trading_lib.storage import CorruptInputError, Storage
 from trading_lib.store import BarStore, to_store_rows
 
-
-def _bars(day="2024-01-02", n=5, close=1.5):
-    ts = pd.date_range(f"{day} 09:30", periods=n, freq="h", tz="America/New_York")
-    return pd.DataFrame(
-        {"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": close, "volume": 10.0}
-    )
-
-
-def _data(day="2024-01-02", close=1.5, contracts=("MSFT", "AAPL")):
-    holdings = pd.concat([_bars(day, close=close).assign(contract=c) for c in contracts], ignore_index=True)
-    window = AnalysisWindow.parse(f"{day}T11:30:00-05:00", f"{day}T14:30:00-05:00")
-    return InputData(holdings=holdings, vix=_bars(day), spx=_bars(day), window=window)
+_bars, _data = session_bars, session_data
 
 
 def test_one_file_per_session_and_reading_back(tmp_path):

@@ -121,16 +121,8 @@ class Storage:
             except OSError as exc:
                 raise StorageError(f"cannot list {self.url(prefix)}: {exc}") from exc
 
-        def listing(p: str) -> list[dict]:
-            self._fresh(p)
-            try:
-                return self.fs.ls(p, detail=True)
-            except FileNotFoundError:
-                return []
-
-        found = self._call(prefix, "list", listing, allow_root=True)
         out = {}
-        for info in found:
+        for info in self._s3_ls(prefix):
             name = info["name"].rstrip("/").rsplit("/", 1)[-1]
             if info.get("type") == "file" and not name.startswith("."):
                 modified = info.get("LastModified") or info.get("mtime") or 0
@@ -169,6 +161,12 @@ class Storage:
             except FileNotFoundError:
                 return []
 
+        found = self._s3_ls(prefix)
+        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in found if i.get("type") == "directory")
+
+    def _s3_ls(self, prefix: str) -> list[dict]:
+        """One fresh S3 listing of the objects and folders directly below ``prefix`` ([] if absent)."""
+
         def listing(p: str) -> list[dict]:
             self._fresh(p)
             try:
@@ -176,8 +174,7 @@ class Storage:
             except FileNotFoundError:
                 return []
 
-        found = self._call(prefix, "list", listing, allow_root=True)
-        return sorted(i["name"].rstrip("/").rsplit("/", 1)[-1] for i in found if i.get("type") == "directory")
+        return self._call(prefix, "list", listing, allow_root=True)
 
     # -- bytes ---------------------------------------------------------------------------------
     def read_bytes(self, key: str) -> bytes:

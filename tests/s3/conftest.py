@@ -123,8 +123,9 @@ class S3Server:
             }
         )
 
-    def client(self, access_key: str | None = None, secret_key: str | None = None):
-        """A plain boto3 client: the tests look at the bucket through it, not through Storage."""
+    def client(self, access_key: str | None = None, secret_key: str | None = None, attempts: int = 1):
+        """A plain boto3 client: the tests look at the bucket through it, not through Storage.
+        One attempt by default (a refused credential must fail at once)."""
         import boto3
         from botocore.config import Config
 
@@ -134,12 +135,15 @@ class S3Server:
             aws_access_key_id=access_key or self.access_key,
             aws_secret_access_key=secret_key or self.secret_key,
             region_name=REGION,
-            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=10),
+            config=Config(
+                retries={"max_attempts": attempts, "mode": "standard"}, connect_timeout=2, read_timeout=10
+            ),
         )
 
     def objects(self, prefix: str) -> dict[str, bytes]:
-        """Every object below ``prefix`` with its bytes (a listing and a GET per object)."""
-        client = self.client()
+        """Every object below ``prefix`` with its bytes (a listing and a GET per object). Retried:
+        right after a restart SeaweedFS answers 500 InternalError for a moment."""
+        client = self.client(attempts=8)
         keys = []
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             keys.extend(item["Key"] for item in page.get("Contents", []))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from trading_lib import layout, pipeline
+from trading_lib import layout, pipeline, sample_data
 from trading_lib.analytics import compute_signals
 from trading_lib.portfolio import build_portfolio_report
 from trading_lib.sample_data import Anomalies
@@ -110,14 +110,17 @@ def test_orchestrator_branches_on_the_validation_status(dagbag, data_root, anoma
     # The per-symbol runs need a scheduler (dag.test only queues them): the trigger is marked
     # successful here; the end-to-end test runs it for real.
     run = dagbag.dags["trading_orchestrator"].test(
-        run_conf={"num_contracts": 3}, mark_success_pattern="trigger_analyze_symbol"
+        # every contract: validation checks the contracts a run analyses, and the injected
+        # anomalies may sit in any of the ten
+        run_conf={"num_contracts": 10},
+        mark_success_pattern="trigger_analyze_symbol",
     )
     states = _states(run)
     storage = Storage(str(data_root))
     validation = storage.read_json(layout.report_key(pipeline.VALIDATION_REPORT))
     assert validation["status"] == status
     record = pipeline.read_run(storage, run.run_id)
-    assert record["contracts"] == ["AAPL", "AMZN", "GOOGL"] and record["run_type"] == "manual"
+    assert record["contracts"] == sorted(sample_data.contract_names(10)) and record["run_type"] == "manual"
     assert storage.read_json(layout.run_key(run.run_id, "validation"))["status"] == status
     if status == "FAIL":
         assert run.state == "failed"

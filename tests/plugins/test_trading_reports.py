@@ -260,6 +260,10 @@ def dag_runs(airflow_db):
 
     added: list[str] = []
     now = datetime.now(UTC)
+    # The session's metadata DB is shared: dag.test() runs of other test modules (tests/dags) must
+    # not count as "a newer orchestrator run" here.
+    with create_session() as session:
+        session.execute(delete(DagRun).where(DagRun.dag_id == "trading_orchestrator"))
 
     def add(run_id: str, state: str, minutes_ago: float = 0) -> None:
         with create_session() as session:

@@ -307,22 +307,19 @@ def aggregate(
     start = period_start or (days[0] if days else "0000-00-00")
     end = period_end or (days[-1] if days else "9999-99-99")
     period_days = [d for d in days if start <= d <= end]
-    run_days = {
-        d
-        for run in runs
-        for d in days
-        if layout.session_date(pd.Timestamp(run["window_start"]))
-        <= d
-        <= layout.session_date(pd.Timestamp(run["window_end"]))
-    }
-    results = _read_rollups(results_storage, sorted(set(period_days) | run_days))
-    bars = _outcome_bars(storage, results, sorted(set(period_days) | run_days))
+    windows = {run["run_id"]: AnalysisWindow.parse(run["window_start"], run["window_end"]) for run in runs}
+    run_spans = [(layout.session_date(w.start), layout.session_date(w.end)) for w in windows.values()]
+    run_days = {d for first, last in run_spans for d in days if first <= d <= last}
+    load_days = sorted(set(period_days) | run_days)
+    results = _read_rollups(results_storage, load_days)
+    bars = _outcome_bars(storage, results, load_days)
+    expected_by_run = {run["run_id"]: _expected(storage, run, windows[run["run_id"]]) for run in runs}
 
     produced = {"produced_at": _now(), "aggregation_run_id": aggregation_run_id}
     in_period = results[_within(results["timestamp"], start, end)] if len(results) else results
     # The period's expected partitions: those with a result, plus those the reported runs expected
     # and did not get (the runs behind earlier aggregations were checked then).
-    expected = [in_period[["contract", "timestamp"]]] + [_expected(storage, run) for run in runs]
+    expected = [in_period[["contract", "timestamp"]], *expected_by_run.values()]
     expected = pd.concat(expected, ignore_index=True).drop_duplicates(ignore_index=True)
     expected = expected[_within(expected["timestamp"], start, end)]
     period_report = build_portfolio_report(in_period, bars, expected).to_dict()
@@ -339,13 +336,13 @@ def aggregate(
 
     run_summaries = {}
     for run in runs:
-        window = AnalysisWindow.parse(run["window_start"], run["window_end"])
+        window = windows[run["run_id"]]
         mine = (
             results[results["contract"].isin(run["contracts"]) & window.contains(results["timestamp"])]
             if len(results)
             else results
         )
-        report = build_portfolio_report(mine, bars, _expected(storage, run)).to_dict()
+        report = build_portfolio_report(mine, bars, expected_by_run[run["run_id"]]).to_dict()
         report["scope"] = {
             "kind": "run",
             "run_id": run["run_id"],
@@ -434,9 +431,8 @@ def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> p
     return frame.rename(columns={"symbol": "contract"})
 
 
-def _expected(storage: Storage, run: dict[str, Any]) -> pd.DataFrame:
+def _expected(storage: Storage, run: dict[str, Any], window: AnalysisWindow) -> pd.DataFrame:
     """The partitions an orchestrator run was to produce: its contracts' stored bars in its window."""
-    window = AnalysisWindow.parse(run["window_start"], run["window_end"])
     frame = BarStore(storage).read(window, list(run["contracts"]), columns=["symbol", "timestamp"])
     frame = frame[(frame["timestamp"] >= window.start) & frame["symbol"].isin(run["contracts"])]
     return frame.rename(columns={"symbol": "contract"})[["contract", "timestamp"]].reset_index(drop=True)

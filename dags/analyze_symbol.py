@@ -40,10 +40,10 @@ from common.runtime import (
     task_storage,
 )
 
+from trading_lib.run_request import DATE_TIME_PATTERN
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
-OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$"
-NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "pattern": OFFSET_DATE_TIME}
+NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "pattern": DATE_TIME_PATTERN}
 
 
 def _partition_label(contract: str, timestamps: list[str]) -> str:
@@ -72,7 +72,7 @@ def _partition_label(contract: str, timestamps: list[str]) -> str:
         "timestamps": Param(
             None,
             type=["null", "array"],
-            items={"type": "string", "format": "date-time", "pattern": OFFSET_DATE_TIME},
+            items={"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN},
             minItems=1,
             title="Timestamps",
             description="Analyse only these stored bars: ISO 8601 bar starts with offset, e.g. "
@@ -148,7 +148,8 @@ def analyze_symbol():
             contract = context["params"]["contract"]
             context["partition_label"] = _partition_label(contract, partition_timestamps)
             with bad_input_fails_fast():
-                written = pipeline.analyze_partition(task_storage(), contract, partition_timestamps)
+                storage = task_storage()
+                written = pipeline.analyze_partition(storage, contract, partition_timestamps)
             for item in written:
                 print(
                     f"partition {item['contract']} {item['timestamp']}: signal {item['signal']}, "
@@ -156,14 +157,11 @@ def analyze_symbol():
                     f"wrote {item['key']} ({item['bytes']} bytes)"
                 )
             orchestrator_run_id = context["params"].get("orchestrator_run_id")
-            if is_reprocessing(context["dag_run"], orchestrator_run_id, task_storage()):
+            if is_reprocessing(context["dag_run"], orchestrator_run_id, storage):
                 for item in written:
                     context["outlet_events"][RESULTS_UPDATES].add(
                         RESULTS_ASSET,
-                        extra={
-                            "source": "reprocessed_partition",
-                            "orchestrator_run_id": context["params"].get("orchestrator_run_id"),
-                        }
+                        extra={"source": "reprocessed_partition", "orchestrator_run_id": orchestrator_run_id}
                         | item,
                     )
             return len(written)
@@ -177,16 +175,15 @@ def analyze_symbol():
         context = get_current_context()
         params = context["params"]
         labels = [label for chunk in chunks for label in chunk]
-        summary = pipeline.summarize_symbol(task_storage(), params["contract"], labels, context["run_id"])
+        storage = task_storage()
+        summary = pipeline.summarize_symbol(storage, params["contract"], labels, context["run_id"])
         if summary["missing"]:
             raise RuntimeError(
                 f"{len(summary['missing'])} partition file(s) missing: {summary['missing'][:5]}"
             )
         # Orchestrated runs are announced once by the orchestrator; a standalone or cleared run here.
         orchestrator_run_id = params.get("orchestrator_run_id")
-        if not orchestrator_run_id or is_reprocessing(
-            context["dag_run"], orchestrator_run_id, task_storage()
-        ):
+        if not orchestrator_run_id or is_reprocessing(context["dag_run"], orchestrator_run_id, storage):
             context["outlet_events"][RESULTS_UPDATES].add(
                 RESULTS_ASSET,
                 extra={

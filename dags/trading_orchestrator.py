@@ -42,11 +42,15 @@ from common.runtime import (
 )
 from common.tasks import ingest_market_data, validate_data
 
-from trading_lib.run_request import DATE_PATTERN, DEFAULT_WINDOW_BARS, MAX_CONTRACTS, MAX_WINDOW_BARS
+from trading_lib.run_request import (
+    DATE_PATTERN,
+    DATE_TIME_PATTERN,
+    DEFAULT_WINDOW_BARS,
+    MAX_CONTRACTS,
+    MAX_WINDOW_BARS,
+)
 from trading_lib.settings import SCHEDULE_TIMEZONE
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
-
-OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$"
 
 
 @dag(
@@ -122,7 +126,7 @@ OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\
             None,
             type=["null", "string"],
             format="date-time",
-            pattern=OFFSET_DATE_TIME,
+            pattern=DATE_TIME_PATTERN,
             title="Window start",
             description="Analyse bars starting at or after this ISO 8601 date-time with offset, e.g. "
             "2024-01-22T09:30:00-05:00 (with Window end). Default: the data interval (scheduled), "
@@ -132,7 +136,7 @@ OFFSET_DATE_TIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\
             None,
             type=["null", "string"],
             format="date-time",
-            pattern=OFFSET_DATE_TIME,
+            pattern=DATE_TIME_PATTERN,
             title="Window end",
             description="Analyse bars starting before this ISO 8601 date-time with offset (exclusive).",
         ),

@@ -18,6 +18,8 @@ MAX_WINDOW_BARS = 5_000
 DEFAULT_WINDOW_BARS = 24
 SCHEDULED_RUN_TYPES = ("scheduled", "backfill")  # runs that ingest and analyse their data interval
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# A bar start as the Params take it: ISO 8601 date-time with a UTC offset (or Z).
+DATE_TIME_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?([+-]\d{2}:\d{2}|Z)$"
 ORCHESTRATOR_KEYS = (
     "num_contracts",
     "run_ingestion",

@@ -162,20 +162,11 @@ def partition_cells(
     if not wanted:
         return {}
     from airflow.models.taskinstance import TaskInstance
-    from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
     from sqlalchemy import select
 
     with create_session() as session:
-        listed = session.execute(
-            select(XComModel.run_id, XComModel.value).where(
-                XComModel.dag_id == ANALYZE_DAG,
-                XComModel.task_id == LIST_TASK,
-                XComModel.key == "return_value",
-                XComModel.map_index == -1,
-                XComModel.run_id.in_(wanted),
-            )
-        ).all()
+        listed = _listed_partitions(session, list(wanted))
         states = session.execute(
             select(
                 TaskInstance.run_id, TaskInstance.map_index, TaskInstance.state, TaskInstance.try_number
@@ -189,10 +180,7 @@ def partition_cells(
         (run_id, index): (str(state) if state else None, tries) for run_id, index, state, tries in states
     }
     cells = {}
-    for row in listed:
-        run_id, chunks = row.run_id, XComModel.deserialize_value(row)
-        if not isinstance(chunks, list):
-            continue  # a custom XCom backend stores a reference, not the list
+    for run_id, chunks in listed.items():
         index = partition_index(chunks)
         for contract, label in wanted[run_id]:
             if label in index:
@@ -241,24 +229,32 @@ def newest_orchestrator_run() -> DagRunInfo | None:
     return DagRunInfo(row.run_id, str(row.state), row.run_after) if row else None
 
 
-def partitions_of_map_index(run_id: str, map_index: int) -> list[str]:
-    """The timestamp labels one mapped analyze_time_partition instance processes."""
+def _listed_partitions(session, run_ids: list[str]) -> dict[str, list]:
+    """{analyze_symbol run id: the chunks its list_partitions task returned} for ``run_ids``;
+    a run whose XCom is not the list itself (a custom XCom backend stores a reference) is left out."""
     from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
     from sqlalchemy import select
 
+    rows = session.execute(
+        select(XComModel.run_id, XComModel.value).where(
+            XComModel.dag_id == ANALYZE_DAG,
+            XComModel.task_id == LIST_TASK,
+            XComModel.key == "return_value",
+            XComModel.map_index == -1,
+            XComModel.run_id.in_(run_ids),
+        )
+    ).all()
+    listed = {row.run_id: XComModel.deserialize_value(row) for row in rows}
+    return {run_id: chunks for run_id, chunks in listed.items() if isinstance(chunks, list)}
+
+
+def partitions_of_map_index(run_id: str, map_index: int) -> list[str]:
+    """The timestamp labels one mapped analyze_time_partition instance processes."""
+    from airflow.utils.session import create_session
+
     with create_session() as session:
-        row = session.execute(
-            select(XComModel.run_id, XComModel.value).where(
-                XComModel.dag_id == ANALYZE_DAG,
-                XComModel.task_id == LIST_TASK,
-                XComModel.key == "return_value",
-                XComModel.map_index == -1,
-                XComModel.run_id == run_id,
-            )
-        ).first()
-    chunks = XComModel.deserialize_value(row) if row else None
-    if not isinstance(chunks, list) or not 0 <= map_index < len(chunks):
+        chunks = _listed_partitions(session, [run_id]).get(run_id)
+    if chunks is None or not 0 <= map_index < len(chunks):
         return []
     chunk = chunks[map_index]
     return [str(label) for label in chunk] if isinstance(chunk, list) else [str(chunk)]

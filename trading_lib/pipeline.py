@@ -29,9 +29,6 @@ WARMUP_SESSIONS = 11  # sessions before a window that validation checks too (wha
 GRID_LIMIT = 10_000  # partitions listed in a report's grid (the newest ones)
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
-# Kept for callers that name the old class: a request the data cannot satisfy.
-PipelineInputError = RequestError
-
 
 def open_storage(settings: Settings | None = None, root: str | None = None) -> Storage:
     """The data root (or ``root``) as a Storage, for everything that is not Airflow (CLI, pods,

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from trading_lib import layout, pipeline
-from trading_lib.errors import BadDataError
+from trading_lib.errors import BadDataError, RequestError
 from trading_lib.inputs import AnalysisWindow, InputData
 from trading_lib.storage import MissingInputError, Storage
 from trading_lib.store import BarStore
@@ -59,7 +59,7 @@ def test_list_partitions_with_explicit_timestamps(storage):
     ],
 )
 def test_bad_requests_name_the_field(storage, contract, timestamps, message):
-    with pytest.raises(pipeline.PipelineInputError) as excinfo:
+    with pytest.raises(RequestError) as excinfo:
         pipeline.list_partitions(
             storage, contract, window=pipeline.resolve_window(storage), timestamps=timestamps
         )
@@ -70,16 +70,16 @@ def test_select_contracts(storage):
     window = pipeline.resolve_window(storage)
     assert pipeline.select_contracts(storage, 2, window) == ["AAPL", "MSFT"]
     for bad in (0, 4, -1, True):
-        with pytest.raises(pipeline.PipelineInputError, match="num_contracts"):
+        with pytest.raises(RequestError, match="num_contracts"):
             pipeline.select_contracts(storage, bad, window)
 
 
 def test_resolve_window_errors(storage):
-    with pytest.raises(pipeline.PipelineInputError, match="together"):
+    with pytest.raises(RequestError, match="together"):
         pipeline.resolve_window(storage, "2024-01-02", None)
-    with pytest.raises(pipeline.PipelineInputError, match="window"):
+    with pytest.raises(RequestError, match="window"):
         pipeline.resolve_window(storage, "2024-01-03", "2024-01-02")
-    with pytest.raises(pipeline.PipelineInputError, match="window"):
+    with pytest.raises(RequestError, match="window"):
         pipeline.resolve_window(storage, "soon", "later")
 
 

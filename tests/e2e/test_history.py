@@ -279,7 +279,9 @@ def _backfill(airflow, body: dict) -> dict:
         except AirflowError as exc:
             # 503: the lock; 409 "already a running backfill": a failed creation's leftover
             # that Airflow is still clearing. Both go away when asked again a little later.
-            if exc.status not in (409, 503):
+            # 500 "Database error": the same SQLite lock surfacing as a failed insert (seen once)
+            locked = exc.status == 500 and "Database error" in exc.body
+            if exc.status not in (409, 503) and not locked:
                 raise
             time.sleep(3)
     else:

@@ -13,9 +13,11 @@ FROM apache/airflow:3.3.2-python3.11
 COPY --chown=airflow:0 requirements.txt /opt/airflow/requirements.txt
 RUN pip install --no-cache-dir "apache-airflow==3.3.2" -r /opt/airflow/requirements.txt
 
-# trading_lib as a regular (non-editable) package: tasks import it, parse-time imports stay light.
+# trading_lib and trading_airflow as a regular (non-editable) package: the DAGs, the tasks and the
+# plugin (in the api-server) import them; parse-time imports stay light.
 COPY --chown=airflow:0 pyproject.toml README.md /opt/trading-lib/
 COPY --chown=airflow:0 trading_lib /opt/trading-lib/trading_lib
+COPY --chown=airflow:0 trading_airflow /opt/trading-lib/trading_airflow
 RUN pip install --no-cache-dir --no-deps /opt/trading-lib
 
 COPY --chown=airflow:0 dags /opt/airflow/dags

@@ -55,7 +55,7 @@ status: $(STAMP)
 
 ## make test: lint, then every test, end-to-end against a real Airflow included
 test: $(TEST_STAMP)
-	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts
+	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
 	$(PY) scripts/install_test_tools.py
 	$(PY) -m pytest
 
@@ -69,7 +69,7 @@ bench: $(TEST_STAMP)
 	$(PY) bench/bench_pipeline.py
 
 lint: $(TEST_STAMP)
-	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts
+	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
 
 clean: stop
 	rm -rf airflow_home output bars input/*.parquet test-output

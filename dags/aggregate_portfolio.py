@@ -26,15 +26,14 @@ also reports on the latest orchestrator run (`output/runs/latest.json`).
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from common.runtime import (
+
+from trading_airflow.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
     START_DATE,
     bad_input_fails_fast,
-    storage_at,
-    task_storage,
+    connection_storage,
 )
-
 from trading_lib.run_request import DATE_PATTERN
 
 
@@ -91,7 +90,7 @@ def aggregate_portfolio():
         if not events:  # triggered by hand: report on the latest orchestrator run as well
             from trading_lib import layout
 
-            storage = task_storage()
+            storage = connection_storage()
             if storage.exists(layout.LATEST_RUN_KEY):
                 run_ids = [storage.read_json(layout.LATEST_RUN_KEY)["run_id"]]
         print(f"triggered by {len(events)} asset event(s); orchestrator runs: {run_ids or 'none'}")
@@ -99,12 +98,12 @@ def aggregate_portfolio():
         with bad_input_fails_fast():
             check_keys(dag_run.conf, ("period_start", "period_end", "output_dir"))
             summary = pipeline.aggregate(
-                task_storage(),
+                connection_storage(),
                 run_ids=run_ids,
                 period_start=parse_date(params.get("period_start"), "period_start"),
                 period_end=parse_date(params.get("period_end"), "period_end"),
                 aggregation_run_id=dag_run.run_id,
-                results_storage=storage_at(output_dir) if output_dir else None,
+                results_storage=connection_storage(output_dir) if output_dir else None,
             )
         print(
             f"period {summary['period_start']} .. {summary['period_end']}: "

@@ -14,9 +14,9 @@ are refused before any request.
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from common.runtime import DEFAULT_ARGS, SETTINGS, START_DATE, bad_input_fails_fast
-from common.tasks import ingest_market_data as ingest_task
 
+from trading_airflow.runtime import DEFAULT_ARGS, SETTINGS, START_DATE, bad_input_fails_fast
+from trading_airflow.tasks import ingest_market_data as ingest_task
 from trading_lib.run_request import DATE_PATTERN, MAX_CONTRACTS
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 

@@ -32,16 +32,16 @@ from __future__ import annotations
 
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import CronDataIntervalTimetable, Metadata, Param, dag, task
-from common.runtime import (
+
+from trading_airflow.runtime import (
     DEFAULT_ARGS,
     RESULTS_ASSET,
     SETTINGS,
     START_DATE,
     bad_input_fails_fast,
-    task_storage,
+    connection_storage,
 )
-from common.tasks import ingest_market_data, validate_data
-
+from trading_airflow.tasks import ingest_market_data, validate_data
 from trading_lib.run_request import (
     DATE_PATTERN,
     DATE_TIME_PATTERN,
@@ -167,7 +167,7 @@ def trading_orchestrator():
                 default_symbols=SETTINGS.symbols,
             )
             if not request.ingest:  # the data is already stored: check the request against it now
-                storage = task_storage()
+                storage = connection_storage()
                 window = pipeline.resolve_window(
                     storage, request.window_start, request.window_end, request.window_bars
                 )
@@ -180,7 +180,7 @@ def trading_orchestrator():
         from trading_lib import pipeline
 
         with bad_input_fails_fast():
-            storage = task_storage()
+            storage = connection_storage()
             window = pipeline.resolve_window(
                 storage, request["window_start"], request["window_end"], request["window_bars"]
             )
@@ -219,7 +219,7 @@ def trading_orchestrator():
 
         from trading_lib import pipeline
 
-        pipeline.record_run(task_storage(), scope["run_id"], validation=validation, state="failed")
+        pipeline.record_run(connection_storage(), scope["run_id"], validation=validation, state="failed")
         raise AirflowFailException(
             f"Validation failed, pipeline stopped. {validation['summary']} ({validation['report']})"
         )
@@ -247,7 +247,7 @@ def trading_orchestrator():
         from trading_lib import pipeline
 
         pipeline.record_run(
-            task_storage(),
+            connection_storage(),
             scope["run_id"],
             analyze_symbol_run_ids=[item["trigger_run_id"] for item in runs],
             validation=validation,
@@ -268,7 +268,7 @@ def trading_orchestrator():
         """A symbol run or the publication failed: the run record says so (it would say "running")."""
         from trading_lib import pipeline
 
-        pipeline.record_run(task_storage(), scope["run_id"], state="failed")
+        pipeline.record_run(connection_storage(), scope["run_id"], state="failed")
 
     request = check_request()
     ingestion = ingest_market_data(request)

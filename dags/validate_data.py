@@ -11,9 +11,9 @@ stock bar; writes `output/reports/validation.json`. The run fails when the statu
 from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
-from common.runtime import DEFAULT_ARGS, START_DATE, bad_input_fails_fast
-from common.tasks import validate_data as validate_task
 
+from trading_airflow.runtime import DEFAULT_ARGS, START_DATE, bad_input_fails_fast
+from trading_airflow.tasks import validate_data as validate_task
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 

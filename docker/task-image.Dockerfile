@@ -27,7 +27,7 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="trading-task" \
       org.opencontainers.image.description="Partition entry point of the trading pipeline (python -m trading_lib)" \
       org.opencontainers.image.licenses="Apache-2.0"
-# uid/gid 10001: the pod's securityContext (dags/common/kubernetes_pods.py TASK_IMAGE_UID) runs as it.
+# uid/gid 10001: the pod's securityContext (trading_airflow/kubernetes_pods.py TASK_IMAGE_UID) runs as it.
 RUN groupadd --system --gid 10001 trading \
     && useradd --system --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin trading
 COPY --from=builder /opt/venv /opt/venv

@@ -47,9 +47,9 @@ def run_pipeline(
     next_line = 0.0
     while True:
         state = client.dag_run("trading_orchestrator", run_id)["state"]
-        total = client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix)
+        total = client.count_task_instances("analyze_symbol", "analyze_partition", prefix)
         done = client.count_task_instances(
-            "analyze_symbol", "analyze_time_partition", prefix, state="success"
+            "analyze_symbol", "analyze_partition", prefix, state="success"
         )
         elapsed = time.monotonic() - started
         line = f"  partitions {_bar(done, total)}  {elapsed:5.0f} s  ({state})"

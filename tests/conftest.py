@@ -27,9 +27,6 @@ os.environ["TRADING_ORCHESTRATOR_SCHEDULE"] = "none"
 os.environ.setdefault("TRADING_EXECUTION_MODE", "local")
 Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 
-# Airflow puts the bundle (dags/) on sys.path in its own processes; a plain test process must too.
-if str(PROJECT / "dags") not in sys.path:
-    sys.path.append(str(PROJECT / "dags"))
 
 
 @pytest.fixture(scope="session")

@@ -18,6 +18,7 @@ session date is its local date. <SEG> is the contract as a path segment (symbols
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from trading_lib.errors import BadInputError
@@ -100,9 +101,18 @@ def parse_partition_timestamp(value: object) -> pd.Timestamp:
     return to_exchange_time(ts)
 
 
-def partition_label(ts: pd.Timestamp) -> str:
-    """ISO 8601 with offset in exchange time, e.g. 2024-01-02T09:30:00-05:00 (the conf/label form)."""
+def format_timestamp(ts: pd.Timestamp) -> str:
+    """ISO 8601 with offset in exchange time, e.g. 2024-01-02T09:30:00-05:00: a partition's
+    timestamp as conf, XCom, the CLI and the UI write it (parse_partition_timestamp reads it)."""
     return to_exchange_time(ts).isoformat()
+
+
+def partition_name(contract: str, timestamps: Sequence[str]) -> str:
+    """The name of one mapped partition instance in the Airflow UI: "AAPL 2024-01-22T09:30:00-05:00",
+    or "AAPL <first> … <last> (N bars)" for a chunk of consecutive partitions."""
+    if len(timestamps) == 1:
+        return f"{contract} {timestamps[0]}"
+    return f"{contract} {timestamps[0]} … {timestamps[-1]} ({len(timestamps)} bars)"
 
 
 def session_date(ts: pd.Timestamp) -> str:

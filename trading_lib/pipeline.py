@@ -164,7 +164,7 @@ def list_partitions(
                 raise RequestError(
                     f"timestamps[{index}]: {timestamps[index]!r} is not a stored bar of {contract}"
                 )
-        return [layout.partition_label(ts) for ts in sorted(set(wanted))]
+        return [layout.format_timestamp(ts) for ts in sorted(set(wanted))]
     window = window or resolve_window(storage)
     times = store.bar_times(contract, window)
     if times.empty:
@@ -260,9 +260,21 @@ def record_run(storage: Storage, run_id: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
-def read_run(storage: Storage, run_id: str) -> dict[str, Any] | None:
-    key = layout.run_key(run_id, "run")
-    return storage.read_json(key) if storage.exists(key) else None
+def read_run(storage: Storage, run_id: str, name: str = "run") -> dict[str, Any] | None:
+    """A file of orchestrator run ``run_id`` (name "run": its record, "portfolio": its report,
+    "validation"), or None when there is none; a malformed run id raises ValueError."""
+    try:
+        return storage.read_json(layout.run_key(run_id, name))
+    except MissingInputError:
+        return None
+
+
+def latest_run(storage: Storage) -> dict[str, Any] | None:
+    """The record of the newest orchestrator run (output/runs/latest.json), or None."""
+    try:
+        return storage.read_json(layout.LATEST_RUN_KEY)
+    except MissingInputError:
+        return None
 
 
 # -- portfolio ----------------------------------------------------------------------------------

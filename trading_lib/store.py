@@ -211,7 +211,7 @@ class BarStore:
             self.storage.write_parquet(layout.bars_key(day), _canonical(merged))
             report.sessions_written.append(day)
         for item in report.revised:
-            item["timestamp"] = layout.partition_label(item["timestamp"])
+            item["timestamp"] = layout.format_timestamp(item["timestamp"])
         return report
 
 

@@ -101,9 +101,9 @@ def noop_symbol():
     def list_partitions() -> list[list[str]]:
         return [[f"t{i}"] for i in range(24)]
 
-    @task(map_index_template="{{ partition_label }}")
-    def analyze_time_partition(partition_timestamps: list[str]) -> int:
-        get_current_context()["partition_label"] = partition_timestamps[0]
+    @task(map_index_template="{{ format_timestamp }}")
+    def analyze_partition(partition_timestamps: list[str]) -> int:
+        get_current_context()["format_timestamp"] = partition_timestamps[0]
         return 1
 
     @task
@@ -111,7 +111,7 @@ def noop_symbol():
         pass
 
     partitions = list_partitions()
-    analyze_time_partition.expand(partition_timestamps=partitions) >> summarize_symbol(partitions)
+    analyze_partition.expand(partition_timestamps=partitions) >> summarize_symbol(partitions)
 
 
 @dag(

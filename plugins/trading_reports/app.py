@@ -21,12 +21,10 @@ from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from trading_airflow.runtime import ANALYZE_DAG, ORCHESTRATOR_DAG, PARTITION_TASK, connection_storage
 from trading_reports import rendering as r
 from trading_reports.charts import pnl_chart
 from trading_reports.reports import (
-    ANALYZE_DAG,
-    ORCHESTRATOR_DAG,
-    PARTITION_TASK,
     latest_run,
     newest_orchestrator_run,
     partition_cells,
@@ -35,7 +33,6 @@ from trading_reports.reports import (
     read_run,
     run_records,
     run_states,
-    storage,
     symbol_reports,
 )
 
@@ -271,7 +268,7 @@ def _portfolio_body(report: dict[str, Any]) -> str:
 # -- portfolio (the period) -------------------------------------------------------------------------
 @app.get("/", response_class=HTMLResponse, dependencies=_can_read("aggregate_portfolio"))
 def portfolio(request: Request) -> HTMLResponse:
-    store = storage()
+    store = connection_storage()
     report, latest = read_report("portfolio", store), latest_run(store)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())
@@ -288,7 +285,7 @@ def portfolio(request: Request) -> HTMLResponse:
 )
 def partitions(request: Request, run: str | None = None, user=Depends(get_user)) -> HTMLResponse:
     """The matrix of the latest run (default), of run ``run``, or of the period (run=period)."""
-    store = storage()
+    store = connection_storage()
     links = _links(request)
     records = run_records(store)
     latest = records[0] if records else None
@@ -356,7 +353,7 @@ def get_auth_manager_is_authorized_to_clear(user) -> bool:
 # -- pipeline run ---------------------------------------------------------------------------------
 def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
     """(scope line, body) of the page of one orchestrator run."""
-    store = storage()
+    store = connection_storage()
     links = _links(request)
     run_id = record["run_id"]
     contracts = record.get("contracts") or []
@@ -516,7 +513,7 @@ def dag_run_tab(request: Request, dag_id: str, run_id: str) -> HTMLResponse:
 def task_instance_tab(
     request: Request, dag_id: str, run_id: str, task_id: str, map_index: str
 ) -> HTMLResponse:
-    """The "Partition result" tab of a mapped analyze_time_partition instance: its partitions'
+    """The "Partition result" tab of a mapped analyze_partition instance: its partitions'
     signal and beta in the run's report, and the orchestrator run it belongs to."""
     links = _links(request)
     if dag_id != ANALYZE_DAG or task_id != PARTITION_TASK or not map_index.lstrip("-").isdigit():
@@ -583,7 +580,7 @@ def _latest_scope(links: r.Links, report: dict[str, Any], latest: dict[str, Any]
 
 @app.get("/validation", response_class=HTMLResponse, dependencies=_can_read("validate_data"))
 def validation(request: Request) -> HTMLResponse:
-    store = storage()
+    store = connection_storage()
     report, latest = read_report("validation", store), latest_run(store)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())
@@ -628,7 +625,7 @@ def validation(request: Request) -> HTMLResponse:
 # -- ingestion ------------------------------------------------------------------------------------
 @app.get("/ingestion", response_class=HTMLResponse, dependencies=_can_read("ingest_market_data"))
 def ingestion(request: Request) -> HTMLResponse:
-    store = storage()
+    store = connection_storage()
     report, latest = read_report("ingestion", store), latest_run(store)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from trading_reports.reports import ANALYZE_DAG, PARTITION_TASK, TaskCell
+from trading_airflow.runtime import ANALYZE_DAG, PARTITION_TASK
+from trading_reports.reports import TaskCell
 
 _HERE = Path(__file__).resolve().parent
 STYLE = (_HERE / "page.css").read_text()

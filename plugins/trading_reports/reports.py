@@ -7,8 +7,8 @@ Keys, relative to the data root (trading_lib.layout):
     output/runs/latest.json              a copy of the newest run record
     output/reports/<name>.json           the latest reports (portfolio over the period, validation, ...)
 
-dags/ is not importable in the api-server, so the S3 connection rule of dags/common/runtime.py
-is repeated here: an s3:// data root is read with the Airflow connection TRADING_AWS_CONN_ID.
+Storage is opened as the tasks open it (trading_airflow.runtime.connection_storage: an s3:// data
+root through the Airflow connection TRADING_AWS_CONN_ID); the DAG and task names come from there too.
 """
 
 from __future__ import annotations
@@ -18,75 +18,56 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-ANALYZE_DAG = "analyze_symbol"
-PARTITION_TASK = "analyze_time_partition"
-LIST_TASK = "list_partitions"
-ORCHESTRATOR_DAG = "trading_orchestrator"
-RUNS_PREFIX = "output/runs"
-LATEST_RUN_KEY = f"{RUNS_PREFIX}/latest.json"
-EXCHANGE_TZ = ZoneInfo("America/New_York")
+from trading_airflow.runtime import (
+    ANALYZE_DAG,
+    LIST_TASK,
+    ORCHESTRATOR_DAG,
+    PARTITION_TASK,
+    connection_storage,
+)
+from trading_lib.layout import EXCHANGE_TZ, RUNS_PREFIX
 
-
-def storage():
-    from trading_lib.settings import load_settings
-    from trading_lib.storage import Storage
-
-    settings = load_settings()
-    if not settings.is_s3:
-        return Storage(settings.data_root)
-    from airflow.sdk import ObjectStoragePath
-
-    return Storage(
-        settings.data_root, fs=ObjectStoragePath(settings.data_root, conn_id=settings.aws_conn_id).fs
-    )
-
-
-def _read(store, key: str) -> Any | None:
-    from trading_lib.storage import MissingInputError
-
-    try:
-        return store.read_json(key)
-    except MissingInputError:
-        return None
+EXCHANGE_ZONE = ZoneInfo(EXCHANGE_TZ)
 
 
 def read_report(name: str, store=None) -> dict[str, Any] | None:
     """The report ``output/reports/<name>.json``, or None when the pipeline has not written it yet."""
     from trading_lib.layout import report_key
+    from trading_lib.storage import MissingInputError
 
-    return _read(store or storage(), report_key(name))
-
-
-def valid_run_id(run_id: str) -> bool:
-    return bool(run_id) and "/" not in run_id and run_id not in (".", "..")
-
-
-def run_file_key(run_id: str, name: str) -> str:
-    if not valid_run_id(run_id):
-        raise ValueError(f"bad run id {run_id!r}")
-    return f"{RUNS_PREFIX}/{run_id}/{name}.json"
+    try:
+        return (store or connection_storage()).read_json(report_key(name))
+    except MissingInputError:
+        return None
 
 
 def read_run(run_id: str, name: str = "run", store=None) -> dict[str, Any] | None:
-    """``output/runs/<run_id>/<name>.json`` (name "run": the record, "portfolio": its report)."""
-    if not valid_run_id(run_id):
+    """``output/runs/<run_id>/<name>.json`` (name "run": the record, "portfolio": its report), or
+    None when there is none or ``run_id`` cannot be a run id (it comes from the URL)."""
+    from trading_lib import pipeline
+
+    try:
+        return pipeline.read_run(store or connection_storage(), run_id, name)
+    except ValueError:
         return None
-    return _read(store or storage(), run_file_key(run_id, name))
 
 
 def latest_run(store=None) -> dict[str, Any] | None:
     """The record of the newest trading_orchestrator run (output/runs/latest.json)."""
-    return _read(store or storage(), LATEST_RUN_KEY)
+    from trading_lib import pipeline
+
+    return pipeline.latest_run(store or connection_storage())
 
 
 def run_records(store=None) -> list[dict[str, Any]]:
     """Every stored run record, newest first (by created_at, then run id)."""
-    store = store or storage()
+    store = store or connection_storage()
     try:
         keys = store.list_keys(RUNS_PREFIX, suffix="/run.json")
     except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the store refuses)
         keys = []
-    records = [r for r in (_read(store, key) for key in keys) if isinstance(r, dict) and r.get("run_id")]
+    found = (read_run(key.split("/")[-2], store=store) for key in keys)
+    records = [r for r in found if isinstance(r, dict) and r.get("run_id")]
     latest = latest_run(store)
     if latest and latest.get("run_id") and all(r["run_id"] != latest["run_id"] for r in records):
         records.append(latest)
@@ -97,7 +78,7 @@ def symbol_reports(contracts: list[str], store=None) -> dict[str, dict[str, Any]
     """The per-symbol summaries (reports/symbols/<SEGMENT>.json) of ``contracts`` that exist."""
     from trading_lib.symbols import symbol_to_segment
 
-    store = store or storage()
+    store = store or connection_storage()
     found = {c: read_report(f"symbols/{symbol_to_segment(c)}", store) for c in contracts}
     return {contract: report for contract, report in found.items() if report is not None}
 
@@ -110,7 +91,7 @@ def parse_time(value: Any) -> datetime | None:
         parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=EXCHANGE_TZ)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=EXCHANGE_ZONE)
 
 
 @dataclass(frozen=True)
@@ -150,7 +131,7 @@ def run_of_partition(
 def partition_cells(
     partitions: list[tuple[str, str]], records: list[dict[str, Any]]
 ) -> dict[tuple[str, str], TaskCell]:
-    """(contract, timestamp label) -> its mapped analyze_time_partition instance, for the
+    """(contract, timestamp label) -> its mapped analyze_partition instance, for the
     partitions given. The run is the newest record containing the partition (run_of_partition);
     the map index comes from that run's own list of partitions (its XCom), so chunked runs and
     Kubernetes pod labels need no parsing."""
@@ -249,7 +230,7 @@ def _listed_partitions(session, run_ids: list[str]) -> dict[str, list]:
 
 
 def partitions_of_map_index(run_id: str, map_index: int) -> list[str]:
-    """The timestamp labels one mapped analyze_time_partition instance processes."""
+    """The timestamp labels one mapped analyze_partition instance processes."""
     from airflow.utils.session import create_session
 
     with create_session() as session:

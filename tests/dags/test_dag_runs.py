@@ -69,7 +69,7 @@ def test_analyze_symbol_writes_every_partition_as_the_vectorized_kernel(dagbag, 
     run = dagbag.dags["analyze_symbol"].test(run_conf={"contract": "AAPL"})
     assert run.state == "success"
     states = _states(run)
-    assert states["analyze_time_partition"] == ["success"] * 24
+    assert states["analyze_partition"] == ["success"] * 24
     pd.testing.assert_frame_equal(
         _written(data_root, "AAPL"), _direct_results(data_root, "AAPL"), check_exact=True
     )
@@ -80,7 +80,7 @@ def test_more_partitions_than_max_map_length_are_chunked(dagbag, data_root, monk
     monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", "10")
     run = dagbag.dags["analyze_symbol"].test(run_conf={"contract": "AAPL"})
     assert run.state == "success"
-    assert _states(run)["analyze_time_partition"] == ["success"] * 8  # 24 bars in chunks of 3
+    assert _states(run)["analyze_partition"] == ["success"] * 8  # 24 bars in chunks of 3
     pd.testing.assert_frame_equal(
         _written(data_root, "AAPL"), _direct_results(data_root, "AAPL"), check_exact=True
     )

@@ -1,4 +1,4 @@
-"""The partition pods of kubernetes mode (dags/common/kubernetes_pods.py).
+"""The partition pods of kubernetes mode (trading_airflow/kubernetes_pods.py).
 
 No Kubernetes cluster can run here, so the pod is rendered, not run: a KubernetesPodOperator is
 built for one mapped instance exactly as the scheduler does (``partial()`` + ``expand_kwargs()``,
@@ -54,20 +54,22 @@ SECRET_LOOKING_NAME = re.compile(r"SECRET|PASSWORD|TOKEN|ACCESS_KEY|CREDENTIAL",
 
 @pytest.fixture(scope="module")
 def kubernetes_pods():
-    import common.kubernetes_pods as module
+    import trading_airflow.kubernetes_pods as module
 
     return module
 
 
 def build_mapped_instance(kubernetes_pods, settings, contract: str, timestamps: list[str]):
-    """The operator the scheduler builds for one mapped instance of analyze_time_partition."""
+    """The operator the scheduler builds for one mapped instance of analyze_partition."""
     from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
     from airflow.sdk import DAG
 
     mapping = kubernetes_pods.partition_pod_mapping(contract, timestamps)
+    from trading_airflow.runtime import PARTITION_TASK_ARGS
+
     with DAG("render_partition_pod", schedule=None, start_date=pendulum.datetime(2024, 1, 1)):
         mapped = KubernetesPodOperator.partial(
-            task_id="analyze_time_partition", **kubernetes_pods.partition_pod_kwargs(settings)
+            **PARTITION_TASK_ARGS, **kubernetes_pods.partition_pod_kwargs(settings)
         ).expand_kwargs([mapping])
     # unmap() refuses a mapped kwarg that repeats a partial one, as the scheduler would.
     return mapped.unmap(mapping)
@@ -212,12 +214,11 @@ def test_bad_mapping_input_is_refused_naming_it(kubernetes_pods):
 
 def test_module_import_loads_neither_the_operator_nor_the_kubernetes_client():
     code = (
-        "import sys, common.kubernetes_pods; "
+        "import sys, trading_airflow.kubernetes_pods; "
         "print(sorted(m for m in sys.modules if m == 'kubernetes' or m.startswith('airflow.providers.cncf')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code],
-        env={**os.environ, "PYTHONPATH": str(DAGS)},
         capture_output=True,
         text=True,
         check=True,
@@ -264,3 +265,52 @@ def test_rendered_command_writes_the_same_bytes_as_local_mode(kubernetes_pods, t
     for timestamp in timestamps:
         key = result_key(contract, parse_partition_timestamp(timestamp))
         assert (pod_root / key).read_bytes() == (local_root / key).read_bytes(), key
+
+
+# What analyze_symbol's partition task is, in a fresh interpreter of the given execution mode: the
+# DAG file parsed as the dag-processor parses it, then serialised as the scheduler stores it.
+PARTITION_TASK_SHAPE = """
+import json
+from airflow.dag_processing.dagbag import DagBag
+from airflow.serialization.serialized_objects import DagSerialization
+bag = DagBag({dag_file!r})
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["analyze_symbol"]
+DagSerialization.to_dict(dag)
+task = dag.get_task("analyze_partition")
+hooks = {{name: getattr(task.partial_kwargs.get(name), "__qualname__", None)
+         for name in ("pre_execute", "post_execute")}}
+print(json.dumps({{
+    "operator": task.operator_class.__name__ if hasattr(task, "operator_class") else type(task).__name__,
+    "map_index_template": task.map_index_template,
+    "hooks": hooks,
+    "outlets": [getattr(outlet, "name", None) for outlet in task.partial_kwargs.get("outlets", [])],
+    "downstream": sorted(task.downstream_task_ids),
+}}))
+"""
+
+
+def test_both_execution_modes_name_and_announce_partitions_alike():
+    """Local and kubernetes mode run different operators for the partition task, but name their
+    instances with the same template and announce a reprocessed partition with the same hooks."""
+    shapes = {}
+    for mode in ("local", "kubernetes"):
+        result = subprocess.run(
+            [sys.executable, "-c", PARTITION_TASK_SHAPE.format(dag_file=str(DAGS / "analyze_symbol.py"))],
+            env={**os.environ, **S3_SETTINGS_ENV, "TRADING_EXECUTION_MODE": mode},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        shapes[mode] = json.loads(result.stdout.strip().splitlines()[-1])
+    local, kubernetes = shapes["local"], shapes["kubernetes"]
+    assert local.pop("operator") == "_PythonDecoratedOperator"
+    assert kubernetes.pop("operator") == "KubernetesPodOperator"
+    assert local == kubernetes
+    assert local["map_index_template"] == "{{ partition_name }}"
+    assert local["hooks"] == {
+        "pre_execute": "name_partition_instance",
+        "post_execute": "announce_reprocessed_partition",
+    }
+    assert local["outlets"] == ["trading_results_updates"]

@@ -276,7 +276,7 @@ def test_dags_on_s3_write_every_partition_and_the_portfolio_of_a_direct_computat
     assert _partitions(stored) == expected  # each once, identical bytes
     for result, contract in zip(results, CONTRACTS, strict=False):
         count = len([k for k in expected if layout.parse_result_name(k) == contract])
-        assert _states(result, "analyze_time_partition") == ["success"] * count
+        assert _states(result, "analyze_partition") == ["success"] * count
 
     pipeline.record_run(local, RUN_ID, dag_id="trading_orchestrator", **run, state="success")
     direct = pipeline.aggregate(local, run_ids=[RUN_ID])
@@ -340,10 +340,10 @@ def test_partitions_survive_an_s3_outage_through_task_retries(seaweedfs_private,
     retried = [
         ti
         for ti in result["task_instances"]
-        if ti["task_id"] == "analyze_time_partition" and ti["try_number"] > 1
+        if ti["task_id"] == "analyze_partition" and ti["try_number"] > 1
     ]
     assert retried, "no partition task was retried: the outage was not seen"
-    assert _states(result, "analyze_time_partition") == ["success"] * len(expected)
+    assert _states(result, "analyze_partition") == ["success"] * len(expected)
     assert _stored(server, data_root, layout.RESULTS_PREFIX) == expected  # nothing lost, nothing twice
 
 

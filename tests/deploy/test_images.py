@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from common.kubernetes_pods import PARTITION_COMMAND, TASK_IMAGE_UID
+
+from trading_airflow.kubernetes_pods import PARTITION_COMMAND, TASK_IMAGE_UID
 
 PROJECT = Path(__file__).resolve().parents[2]
 AIRFLOW_DOCKERFILE = PROJECT / "Dockerfile"

@@ -119,9 +119,9 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
     assert {r["state"] for r in symbol_runs} == {"success"}
     expected = CONTRACTS * PARTITIONS_PER_CONTRACT
     prefix = f"{run_id}__"
-    assert client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix) == expected
+    assert client.count_task_instances("analyze_symbol", "analyze_partition", prefix) == expected
     assert (
-        client.count_task_instances("analyze_symbol", "analyze_time_partition", prefix, "success") == expected
+        client.count_task_instances("analyze_symbol", "analyze_partition", prefix, "success") == expected
     )
 
     aggregations = _wait_for_new_aggregations(client, set())
@@ -162,17 +162,17 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
 def test_clearing_one_mapped_instance_reprocesses_only_it(client, data_root, first_run):
     run_id = first_run["orchestrator"]["dag_run_id"]
     symbol_run = f"{run_id}__MSFT"
-    instances = client.task_instances("analyze_symbol", symbol_run, "analyze_time_partition")
+    instances = client.task_instances("analyze_symbol", symbol_run, "analyze_partition")
     target = next(ti for ti in instances if ti["map_index"] == 5)
     timestamp = target["rendered_map_index"].split(" ", 1)[1]
     key = layout.result_relative_key("MSFT", layout.parse_partition_timestamp(timestamp))
     before = _result_files(data_root)
     known = {r["dag_run_id"] for r in _aggregation_runs(client)}
 
-    client.clear_mapped_instance("analyze_symbol", symbol_run, "analyze_time_partition", 5)
+    client.clear_mapped_instance("analyze_symbol", symbol_run, "analyze_partition", 5)
     assert client.wait_for_run("analyze_symbol", symbol_run, timeout=120)["state"] == "success"
 
-    after_instances = client.task_instances("analyze_symbol", symbol_run, "analyze_time_partition")
+    after_instances = client.task_instances("analyze_symbol", symbol_run, "analyze_partition")
     tries = {ti["map_index"]: ti["try_number"] for ti in after_instances}
     assert tries[5] == 2
     assert {i: t for i, t in tries.items() if i != 5} == {i: 1 for i in tries if i != 5}
@@ -195,7 +195,7 @@ def test_triggering_analyze_symbol_for_one_timestamp(client, data_root, first_ru
 
     run = client.trigger("analyze_symbol", {"contract": "AAPL", "timestamps": [timestamp]})
     assert client.wait_for_run("analyze_symbol", run["dag_run_id"], timeout=120)["state"] == "success"
-    instances = client.task_instances("analyze_symbol", run["dag_run_id"], "analyze_time_partition")
+    instances = client.task_instances("analyze_symbol", run["dag_run_id"], "analyze_partition")
     assert [ti["rendered_map_index"] for ti in instances] == [f"AAPL {timestamp}"]
 
     after = _result_files(data_root)

@@ -240,14 +240,14 @@ def test_the_history_equals_a_one_shot_run_over_the_same_bars(data_root, days, s
 def test_clearing_a_partition_of_the_first_interval_reprocesses_it(client, data_root, scheduled_day):
     first = scheduled_day[0]["dag_run_id"]
     symbol_run = f"{first}__AAPL"
-    (instance,) = client.task_instances("analyze_symbol", symbol_run, "analyze_time_partition")
+    (instance,) = client.task_instances("analyze_symbol", symbol_run, "analyze_partition")
     timestamp = instance["rendered_map_index"].split(" ", 1)[1]
     key = layout.result_relative_key("AAPL", layout.parse_partition_timestamp(timestamp))
     before = _partition_files(data_root)
     known = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
 
     client.clear_mapped_instance(
-        "analyze_symbol", symbol_run, "analyze_time_partition", instance["map_index"]
+        "analyze_symbol", symbol_run, "analyze_partition", instance["map_index"]
     )
     assert client.wait_for_run("analyze_symbol", symbol_run, timeout=180)["state"] == "success"
     after = _partition_files(data_root)

@@ -171,7 +171,7 @@ def test_grid_cell_inside_the_airflow_ui_opens_its_instance_and_clearing_reruns_
     contract, timestamp = cell.get_attribute("data-contract"), cell.get_attribute("data-timestamp")
     run_id, map_index = cell.get_attribute("data-run"), int(cell.get_attribute("data-map-index"))
     cell.click()  # inside the iframe: page.js routes the Airflow UI around it
-    page.wait_for_url(f"**/tasks/analyze_time_partition/mapped/{map_index}", timeout=30_000)
+    page.wait_for_url(f"**/tasks/analyze_partition/mapped/{map_index}", timeout=30_000)
     assert quote(run_id, safe="") in page.url
     # the Airflow UI names the instance by its rendered map index: the partition clicked
     page.get_by_text(f"{contract} {timestamp}").first.wait_for(timeout=30_000)
@@ -180,7 +180,7 @@ def test_grid_cell_inside_the_airflow_ui_opens_its_instance_and_clearing_reruns_
     client = airflow.client()
     path = (
         f"/api/v2/dags/analyze_symbol/dagRuns/{quote(run_id, safe='')}"
-        f"/taskInstances/analyze_time_partition/{map_index}"
+        f"/taskInstances/analyze_partition/{map_index}"
     )
     before = client.get(path)
     assert before["state"] == "success"

@@ -512,9 +512,9 @@ def test_grid_cells_link_to_their_mapped_instance_and_show_both_colourings():
     )
     hrefs = re.findall(r'href="([^"]+)"', grid)
     assert hrefs == [
-        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_time_partition/mapped/0",
-        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_time_partition/mapped/0",
-        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_time_partition/mapped/1",
+        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_partition/mapped/0",
+        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_partition/mapped/0",
+        "/airflow/dags/analyze_symbol/runs/run%201/tasks/analyze_partition/mapped/1",
     ]
     assert re.findall(r'data-signal="(\w+)" data-state="(\w*)"', grid) == [
         ("BUY", "success"),
@@ -687,7 +687,7 @@ def test_task_instance_tab_outside_a_partition_or_without_its_xcom(client, viewe
     page = client.get("/task-instance/validate_data/some-run/validate/%7BMAP_INDEX%7D", headers=viewer).text
     assert 'id="not-a-partition"' in page
     # an analyze_symbol run of the stored record, but not in this metadata DB: no XCom to read
-    path = f"/task-instance/analyze_symbol/{quote(RUN, safe='')}__AAPL/analyze_time_partition/3"
+    path = f"/task-instance/analyze_symbol/{quote(RUN, safe='')}__AAPL/analyze_partition/3"
     page = client.get(path, headers=viewer).text
     assert "No partitions recorded for this instance." in page
     scope = html.unescape(re.sub(r"<[^>]+>", "", re.search(r'id="scope">(.*?)</p>', page).group(1)))

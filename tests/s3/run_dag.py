@@ -31,8 +31,9 @@ def _consuming(extras: list[dict]):
     """Patch dag.test()'s DAG run factory: the new run consumes asset events with ``extras``."""
     import airflow.models.dagrun as dagrun_module
     from airflow.models.asset import AssetEvent, AssetModel
-    from common.runtime import RESULTS_ASSET
     from sqlalchemy import select
+
+    from trading_airflow.runtime import RESULTS_ASSET
 
     create = dagrun_module.get_or_create_dagrun
 
@@ -61,7 +62,6 @@ def _consuming(extras: list[dict]):
 
 
 def main(runs: list[list]) -> int:
-    sys.path.insert(0, str(DAGS))  # as Airflow does for its bundle in its own processes
     from airflow.dag_processing.dagbag import DagBag
     from airflow.models import TaskInstance
     from airflow.utils.session import create_session

@@ -6,14 +6,14 @@ from trading_lib import layout
 
 def test_partition_keys_use_exchange_local_time():
     ts = layout.parse_partition_timestamp("2024-01-02T09:30:00-05:00")
-    assert layout.partition_label(ts) == "2024-01-02T09:30:00-05:00"
+    assert layout.format_timestamp(ts) == "2024-01-02T09:30:00-05:00"
     assert layout.result_key("AAPL", ts) == "output/trading-results/2024-01-02/AAPL_093000.parquet"
     assert layout.parse_result_name("2024-01-02/AAPL_093000.parquet") == "AAPL"
     # The same instant given in UTC names the same partition.
     assert layout.parse_partition_timestamp("2024-01-02T14:30:00+00:00") == ts
     # Naive timestamps are New York time; summer time gives a -04:00 offset.
     assert (
-        layout.partition_label(layout.parse_partition_timestamp("2024-07-01 10:30"))
+        layout.format_timestamp(layout.parse_partition_timestamp("2024-07-01 10:30"))
         == "2024-07-01T10:30:00-04:00"
     )
 

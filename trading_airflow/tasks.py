@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import task
 
-from common.runtime import IO_RETRY_ARGS, bad_input_fails_fast, task_storage
+from trading_airflow.runtime import IO_RETRY_ARGS, bad_input_fails_fast, connection_storage
 
 # Yahoo rate-limits bursts: back off exponentially, starting at 30 s, up to 10 minutes.
 INGEST_RETRY_ARGS = IO_RETRY_ARGS | {"retries": 4, "retry_delay": 30, "max_retry_delay": 600}
@@ -30,7 +30,7 @@ def ingest_market_data(request: dict[str, Any]):
 
     with bad_input_fails_fast():
         report = ingest(
-            task_storage(),
+            connection_storage(),
             request["symbols"],
             request["ingestion_start"],
             request["ingestion_end"],
@@ -61,7 +61,7 @@ def validate_data(scope: dict[str, Any]):
     from trading_lib.inputs import AnalysisWindow
 
     with bad_input_fails_fast():
-        storage = task_storage()
+        storage = connection_storage()
         window = (
             AnalysisWindow.parse(scope["window_start"], scope["window_end"])
             if scope.get("window_start")

@@ -1,7 +1,8 @@
-"""What every DAG of the bundle shares: the asset, storage for tasks, and turning bad input into a
-clean failure.
+"""What the DAGs and the reports plugin share: names, the asset, storage through the Airflow
+connection, and turning bad input into a clean failure.
 
-Imported at parse time: keep it light (pandas & co. are imported inside the functions that need them).
+Imported at parse time and by the api-server: keep it light (pandas & co. are imported inside the
+functions that need them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,15 @@ from trading_lib.settings import SCHEDULE_TIMEZONE, Settings, load_settings
 SETTINGS: Settings = load_settings()
 
 OWNER = "trading"
+
+# DAG and task ids the plugin and the scripts look up, defined once.
+ORCHESTRATOR_DAG = "trading_orchestrator"
+ANALYZE_DAG = "analyze_symbol"
+AGGREGATE_DAG = "aggregate_portfolio"
+LIST_TASK = "list_partitions"
+# One mapped instance of it is one partition (contract x timestamp), or one chunk of consecutive
+# partitions past [core] max_map_length; the same name as trading_lib's function and CLI command.
+PARTITION_TASK = "analyze_partition"
 START_DATE = pendulum.parse(SETTINGS.orchestrator_start_date, tz=SCHEDULE_TIMEZONE)
 
 
@@ -49,23 +59,18 @@ IO_RETRY_ARGS = {
 DEFAULT_ARGS = {"owner": OWNER, **IO_RETRY_ARGS}
 
 
-def task_storage():
-    """The data root as a trading_lib Storage; s3:// roots use the Airflow connection's credentials."""
+def connection_storage(root: str | None = None):
+    """The data root (or ``root``, e.g. aggregate_portfolio's output_dir) as a trading_lib Storage,
+    for tasks and the plugin; s3:// uses the credentials of the Airflow connection
+    TRADING_AWS_CONN_ID (trading_lib.pipeline.open_storage is the same outside Airflow, with the
+    AWS_* environment)."""
     from trading_lib.storage import Storage
 
     settings = load_settings()
-    if not settings.is_s3:
-        return Storage(settings.data_root)
-    return _s3_storage(settings.data_root, settings.aws_conn_id)
-
-
-def storage_at(root: str):
-    """A Storage for another location (e.g. aggregate_portfolio's output_dir), same credentials rules."""
-    from trading_lib.storage import Storage
-
+    root = root or settings.data_root
     if not root.startswith("s3://"):
         return Storage(root)
-    return _s3_storage(root, load_settings().aws_conn_id)
+    return _s3_storage(root, settings.aws_conn_id)
 
 
 def _s3_storage(root: str, conn_id: str):
@@ -104,7 +109,7 @@ def bad_input_fails_fast() -> Iterator[None]:
         raise AirflowFailException(str(exc)) from exc
 
 
-def is_reprocessing(dag_run, orchestrator_run_id: str | None, storage) -> bool:
+def is_reprocessing(dag_run, orchestrator_run_id: str | None) -> bool:
     """True when this analyze_symbol run was cleared by someone reprocessing it (its results must
     be announced), False on its first run and when its own orchestrator run, still running, reset
     it (a retry of trigger_analyze_symbol: the orchestrator announces the results once, at the end)."""
@@ -114,5 +119,50 @@ def is_reprocessing(dag_run, orchestrator_run_id: str | None, storage) -> bool:
         return True
     from trading_lib.pipeline import read_run
 
-    record = read_run(storage, orchestrator_run_id)
+    record = read_run(connection_storage(), orchestrator_run_id)
     return record is None or record.get("state") != "running"
+
+
+# -- the partition task's hooks, the same in local and kubernetes execution modes ---------------
+def instance_timestamps(context) -> list[str]:
+    """The partition timestamps of the running mapped analyze_partition instance: its chunk of
+    list_partitions' result, whichever operator runs it (a TaskFlow task or a pod)."""
+    ti = context["ti"]
+    return list(ti.xcom_pull(task_ids=LIST_TASK, map_indexes=-1)[ti.map_index])
+
+
+def name_partition_instance(context) -> None:
+    """pre_execute hook: names the instance in the UI (map_index_template "{{ partition_name }}"),
+    e.g. "AAPL 2024-01-22T09:30:00-05:00", before it runs, so a failed instance is named too."""
+    from trading_lib.layout import partition_name
+
+    context["partition_name"] = partition_name(context["params"]["contract"], instance_timestamps(context))
+
+
+def announce_reprocessed_partition(context, result=None) -> None:
+    """post_execute hook: an instance cleared to reprocess its partitions announces them (one asset
+    event, so one more aggregation). On a first run it announces nothing: its run announces all of
+    its partitions once, at the end (the orchestrator, or summarize_symbol of a standalone run)."""
+    params = context["params"]
+    orchestrator_run_id = params.get("orchestrator_run_id")
+    if not is_reprocessing(context["dag_run"], orchestrator_run_id):
+        return
+    context["outlet_events"][RESULTS_UPDATES].add(
+        RESULTS_ASSET,
+        extra={
+            "source": "reprocessed_partition",
+            "orchestrator_run_id": orchestrator_run_id,
+            "contract": params["contract"],
+            "timestamps": instance_timestamps(context),
+        },
+    )
+
+
+# Everything both partition operators (the TaskFlow task and the pod) are given alike.
+PARTITION_TASK_ARGS = {
+    "task_id": PARTITION_TASK,
+    "map_index_template": "{{ partition_name }}",
+    "pre_execute": name_partition_instance,
+    "post_execute": announce_reprocessed_partition,
+    "outlets": [RESULTS_UPDATES],
+}

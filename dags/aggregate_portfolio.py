@@ -87,18 +87,17 @@ def aggregate_portfolio():
         run_ids = sorted(
             {e.extra["orchestrator_run_id"] for e in events if e.extra.get("orchestrator_run_id")}
         )
-        if not events:  # triggered by hand: report on the latest orchestrator run as well
-            from trading_lib import layout
-
-            storage = connection_storage()
-            if storage.exists(layout.LATEST_RUN_KEY):
-                run_ids = [storage.read_json(layout.LATEST_RUN_KEY)["run_id"]]
-        print(f"triggered by {len(events)} asset event(s); orchestrator runs: {run_ids or 'none'}")
         output_dir = params.get("output_dir")
         with bad_input_fails_fast():
             check_keys(dag_run.conf, ("period_start", "period_end", "output_dir"))
+            storage = connection_storage()
+            if not events:  # triggered by hand: report on the latest orchestrator run as well
+                latest = pipeline.latest_run(storage)
+                if latest is not None:
+                    run_ids = [latest["run_id"]]
+            print(f"triggered by {len(events)} asset event(s); orchestrator runs: {run_ids or 'none'}")
             summary = pipeline.aggregate(
-                connection_storage(),
+                storage,
                 run_ids=run_ids,
                 period_start=parse_date(params.get("period_start"), "period_start"),
                 period_end=parse_date(params.get("period_end"), "period_end"),

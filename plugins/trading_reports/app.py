@@ -21,7 +21,13 @@ from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from trading_airflow.runtime import ANALYZE_DAG, ORCHESTRATOR_DAG, PARTITION_TASK, connection_storage
+from trading_airflow.runtime import (
+    AGGREGATE_DAG,
+    ANALYZE_DAG,
+    ORCHESTRATOR_DAG,
+    PARTITION_TASK,
+    connection_storage,
+)
 from trading_reports import rendering as r
 from trading_reports.charts import pnl_chart
 from trading_reports.reports import (
@@ -158,7 +164,7 @@ def _report_scope(report: dict[str, Any], links: r.Links, run_id: str | None = N
     produced = r.time_text(report.get("produced_at")) or "unknown"
     if aggregation:
         produced += " by aggregate_portfolio run " + r.link(
-            links.dag_run("aggregate_portfolio", aggregation), aggregation, airflow=True
+            links.dag_run(AGGREGATE_DAG, aggregation), aggregation, airflow=True
         )
     return r.scope_line(
         [
@@ -266,7 +272,7 @@ def _portfolio_body(report: dict[str, Any]) -> str:
 
 
 # -- portfolio (the period) -------------------------------------------------------------------------
-@app.get("/", response_class=HTMLResponse, dependencies=_can_read("aggregate_portfolio"))
+@app.get("/", response_class=HTMLResponse, dependencies=_can_read(AGGREGATE_DAG))
 def portfolio(request: Request) -> HTMLResponse:
     store = connection_storage()
     report, latest = read_report("portfolio", store), latest_run(store)

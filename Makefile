@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DATA ?= sample
 CONTRACTS ?= 10
+# make demo PORT=8181: the API port (default 8080; e.g. when another Airflow holds 8080)
+PORT ?= 8080
 # make demo SCHEDULE=on (the pipeline's default cron) or SCHEDULE='30 10-16 * * 1-5'; unset: manual runs only
 SCHEDULE ?=
 # make dags-test DAG=analyze_symbol CONF='{"contract": "AAPL"}'
@@ -32,12 +34,12 @@ $(TEST_STAMP): $(STAMP) requirements-test.txt
 install: $(STAMP)
 install-test: $(TEST_STAMP)
 
-## make demo [DATA=real] [CONTRACTS=10] [SCHEDULE=on|'<cron>']: start (or reuse) a local Airflow and run the pipeline in it
+## make demo [DATA=real] [CONTRACTS=10] [PORT=8080] [SCHEDULE=on|'<cron>']: start (or reuse) a local Airflow and run the pipeline in it
 ifneq ($(strip $(SCHEDULE)),)
 demo: export TRADING_ORCHESTRATOR_SCHEDULE := $(SCHEDULE)
 endif
 demo: $(STAMP)
-	$(PY) scripts/demo.py --data $(DATA) --contracts $(CONTRACTS)
+	$(PY) scripts/demo.py --data $(DATA) --contracts $(CONTRACTS) --port $(PORT)
 
 ## make dags-test DAG=<dag_id> [CONF='<json>']: `airflow dags test` in a separate home and database,
 ## beside the demo's running Airflow (same DAGs, plugins and data)

@@ -16,7 +16,7 @@ SCHEDULE ?=
 DAG ?=
 CONF ?=
 
-.PHONY: demo dags-test stop status test test-fast bench lint install install-test clean
+.PHONY: demo dags-test stop status test test-fast bench bench-scale lint install install-test clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -69,6 +69,10 @@ bench: $(TEST_STAMP)
 	$(PY) bench/bench_analytics.py
 	$(PY) bench/bench_parse.py
 	$(PY) bench/bench_pipeline.py
+
+## make bench-scale [BENCH_ARGS='--contracts 100 --rounds 2']: 2,400 partitions vs the no-op floor (~30 min on 2 cores)
+bench-scale: $(TEST_STAMP)
+	$(PY) bench/bench_scale.py $(BENCH_ARGS)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib dags plugins tests bench scripts

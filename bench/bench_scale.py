@@ -75,8 +75,9 @@ class LocalStack:
     name = "local"
     description = "SQLite, LocalExecutor, parallelism 16 (make demo's stack)"
 
-    def __init__(self, root: Path, data_root: Path):
-        self.airflow = LocalAirflow(root / "home", free_port(), str(data_root), {}, _dags_folder(root))
+    def __init__(self, root: Path):
+        self.data_root = root / "data"
+        self.airflow = LocalAirflow(root / "home", free_port(), str(self.data_root), {}, _dags_folder(root))
 
     def start(self) -> None:
         self.airflow.start(timeout=300)
@@ -87,16 +88,40 @@ class LocalStack:
     def client(self):
         return self.airflow.client()
 
+    def storage(self):
+        from trading_lib.storage import Storage
+
+        return Storage(str(self.data_root))
+
     def pids(self) -> list[int]:
         return [info.pid for info in self.airflow.members()]
 
 
-def make_stack(name: str, root: Path, data_root: Path):
-    if name == "local":
-        return LocalStack(root, data_root)
-    raise SystemExit(
-        f"--stack {name}: not available on this branch (the Celery stack comes with branch celery-stack)"
-    )
+class CeleryStack(LocalStack):
+    """`make demo STACK=celery`'s stack (scripts/celery_stack.py: PostgreSQL, Redis, SeaweedFS as
+    the s3:// data root, two Celery workers) in a home of its own, on free ports."""
+
+    name = "celery"
+    description = "PostgreSQL, Redis, 2 Celery workers, SeaweedFS (make demo STACK=celery's stack)"
+
+    def __init__(self, root: Path):
+        try:
+            from celery_stack import CeleryAirflow
+        except ImportError:
+            raise SystemExit("--stack celery: scripts/celery_stack.py is not on this branch") from None
+        self.airflow = CeleryAirflow(root / "home", free_port(), {}, _dags_folder(root))
+
+    def start(self) -> None:
+        self.airflow.start(timeout=600)
+
+    def storage(self):
+        return self.airflow.storage()
+
+    def pids(self) -> list[int]:
+        return [info.pid for info in (*self.airflow.members(), *self.airflow.service_members())]
+
+
+STACKS = {"local": LocalStack, "celery": CeleryStack}
 
 
 # -- process sampling: PSS and CPU of the stack ------------------------------------------------------
@@ -408,7 +433,7 @@ def parse_bars(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", default="local", choices=["local", "celery"])
+    parser.add_argument("--stack", default="local", choices=sorted(STACKS))
     parser.add_argument("--contracts", type=int, default=100)
     parser.add_argument("--bars", type=parse_bars, default=24, help="bars per contract, or 'year' (1,764)")
     parser.add_argument("--rounds", type=int, default=1)
@@ -423,23 +448,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown pipeline(s) {sorted(unknown)}")
 
     from trading_lib import pipeline
-    from trading_lib.storage import Storage
 
     started_at = datetime.now(UTC)
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        root = Path(tmp)
-        data_root = root / "data"
-        t = time.monotonic()
-        pipeline.generate_inputs(Storage(str(data_root)), num_contracts=args.contracts, window_bars=args.bars)
-        print(f"{args.contracts} contracts x {args.bars} bars of sample data in {time.monotonic() - t:.1f} s")
-        stack = make_stack(args.stack, root, data_root)
-        t = time.monotonic()
-        stack.start()
-        print(
-            f"{args.stack} stack ({stack.description}) healthy after {time.monotonic() - t:.1f} s", flush=True
-        )
+        stack = STACKS[args.stack](Path(tmp))
         try:
+            t = time.monotonic()
+            stack.start()
+            print(f"{args.stack} stack ({stack.description}) healthy after {time.monotonic() - t:.1f} s")
+            t = time.monotonic()
+            pipeline.generate_inputs(stack.storage(), num_contracts=args.contracts, window_bars=args.bars)
+            print(f"{args.contracts} contracts x {args.bars} bars stored in {time.monotonic() - t:.1f} s")
             client = stack.client()
             for name in names:
                 client.wait_for_dag(PIPELINES[name].orchestrator)

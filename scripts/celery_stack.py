@@ -7,7 +7,7 @@ dag-processor, triggerer and two Celery workers. `make demo STACK=celery` runs t
 Configuration: docker/airflow.env (the file compose reads with env_file), with the compose service
 addresses (postgres:5432, redis:6379, seaweedfs:8333, airflow-apiserver:8080) replaced by this
 stack's 127.0.0.1 ports, and the executor of docker/celery.env. Only what cannot be shared differs
-(paths, ports, secrets, per-worker names): tests/deploy/test_shared_env.py checks that.
+(paths, ports, secrets, per-worker names): tests/deploy/test_compose.py checks that.
 
 Every service is a process of this stack with its data under the home (default airflow_home_celery/):
 postgres/ (initdb once), redis/, seaweedfs/; the ports are chosen free on first start and kept in

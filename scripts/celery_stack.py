@@ -634,15 +634,30 @@ class CeleryAirflow(LocalAirflow):
         self.stop_services(timeout)
 
     def worker_processes(self, worker: str) -> list:
-        """The worker's whole process tree: its main process, pool and task processes."""
+        """The worker's whole process tree: its main process, pool and task processes. Found by
+        descent from its main process (the pool processes' titles, set by setproctitle, overwrite
+        the memory /proc/<pid>/environ shows, so the markers are not seen there), plus anything that
+        still shows this worker's marker."""
         home = str(self.home)
-        found = []
-        for info in processes():
+        record = self._state().get("components", {}).get(worker)
+        everything = processes()
+        children: dict[int, list] = {}
+        for info in everything:
+            children.setdefault(info.ppid, []).append(info)
+        found: dict[int, object] = {}
+        leader = proc_info(record["pid"]) if record else None
+        if leader is not None and leader.start == record["start"]:
+            stack = [leader]
+            while stack:
+                info = stack.pop()
+                if info.pid not in found and info.state not in ("Z", "X"):
+                    found[info.pid] = info
+                    stack.extend(children.get(info.pid, []))
+        for info in everything:
             environ = proc_environ(info.pid)
             if environ.get(STACK_MARKER) == home and environ.get(COMPONENT_MARKER) == worker:
-                found.append(info)
-        return found
-
+                found.setdefault(info.pid, info)
+        return [info for info in found.values() if info.state not in ("Z", "X")]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -1,6 +1,11 @@
 """`make demo`: sample data, a real local Airflow, one pipeline run through the REST API, the summary.
 
-    python scripts/demo.py [--data sample|real] [--contracts 10] [--port 8080] [--schedule on|CRON]
+    python scripts/demo.py [--stack local|celery] [--data sample|real] [--contracts 10] [--port 8080]
+                           [--schedule on|CRON]
+
+--stack local (default): SQLite, LocalExecutor, a local data root (scripts/local_airflow.py).
+--stack celery: PostgreSQL, Redis, SeaweedFS (s3:// data root), two Celery workers: the services of
+docker-compose.yaml's Celery profile as local processes (scripts/celery_stack.py).
 
 Leaves Airflow running so the UI can be explored; `make stop` stops it, a second `make demo`
 reuses it. The run is followed without a deadline (any number of contracts, any machine): a
@@ -10,7 +15,6 @@ progress bar with the partition completion rate and an ETA, one line every 10 s 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -20,9 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_airflow import DEFAULT_HOME, PROJECT, SCHEDULE_VARIABLE, USERNAME, LocalAirflow  # noqa: E402
 
+# The task id of a partition; analyze_symbol's mapped task.
+PARTITION_TASK = "analyze_time_partition"
+
 REAL_DATA = PROJECT / "input" / "yahoo-1h-2022"
 BAR_WIDTH = 40
-PARTITION_TASK = "analyze_time_partition"  # analyze_symbol's mapped task: the partitions
 POLL_SECONDS = 2.0
 LOG_EVERY = 10.0  # seconds between progress lines when stdout is not a terminal
 # No deadline: a run takes as long as the machine needs (2,400 partitions take ~10 min on 2 cores).
@@ -214,9 +220,11 @@ def run_pipeline(
     return {"orchestrator": orchestrator, "aggregation": aggregation, "partitions": (done, total)}
 
 
-def _print_summary(data_root: Path, run_id: str) -> None:
+def _print_summary(storage, run_id: str) -> None:
     """The run's own report (output/runs/<run_id>/portfolio.json): the store may hold earlier runs."""
-    report = json.loads((data_root / "output" / "runs" / run_id / "portfolio.json").read_text())
+    from trading_lib import layout, pipeline
+
+    report = storage.read_json(layout.run_key(run_id, pipeline.PORTFOLIO_REPORT))
     s = report["summary"]
     scope = report["scope"]
     print(f"\nPortfolio of run {run_id} ({scope['window_start']} .. {scope['window_end']})")
@@ -244,12 +252,30 @@ def _print_summary(data_root: Path, run_id: str) -> None:
         print(f"  {c['contract']:<10} {c['trades']:>6} {win:>9} {c['total_pnl']:>13,.2f} {beta:>10}")
 
 
+def _start(airflow: LocalAirflow, step: str, what: str) -> None:
+    changed = airflow.changed_settings()
+    if airflow.running() and airflow.healthy() and not changed:
+        print(f"{step} Reusing the local Airflow at {airflow.base_url}")
+        return
+    if changed and airflow.running():
+        print(f"    {', '.join(changed)} changed: restarting the local Airflow")
+    print(f"{step} Starting a local Airflow in {airflow.home} ({what})")
+    airflow.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=["sample", "real"], default="sample")
     parser.add_argument("--contracts", type=int, default=10)
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument(
+        "--stack",
+        choices=["local", "celery"],
+        default="local",
+        help="local: SQLite + LocalExecutor + a local folder; celery: docker-compose's Celery profile "
+        "as local processes (PostgreSQL, Redis, SeaweedFS S3, two Celery workers)",
+    )
+    parser.add_argument("--home", type=Path, help="the stack's AIRFLOW_HOME (default: per stack)")
     parser.add_argument(
         "--schedule",
         help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default cron), "
@@ -262,30 +288,35 @@ def main(argv: list[str] | None = None) -> int:
     from trading_lib import pipeline
     from trading_lib.settings import load_settings
 
-    # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
-    settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
-    if settings.is_s3:
-        print(
-            "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr
-        )
-        return 2
-    data_root = Path(settings.data_root)
-    storage = pipeline.open_storage(settings)
-    print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
-    generated = pipeline.generate_inputs(
-        storage, num_contracts=args.contracts, real_folder=str(REAL_DATA) if args.data == "real" else None
-    )
-    contracts = min(args.contracts, len(generated["contracts"]))
+    real_folder = str(REAL_DATA) if args.data == "real" else None
+    if args.stack == "celery":
+        from celery_stack import DEFAULT_HOME as CELERY_HOME
+        from celery_stack import CeleryAirflow
 
-    airflow = LocalAirflow(args.home, args.port, str(data_root))
-    changed = airflow.changed_settings()
-    if airflow.running() and airflow.healthy() and not changed:
-        print(f"2/4 Reusing the local Airflow at {airflow.base_url}")
+        airflow = CeleryAirflow(args.home or CELERY_HOME, args.port)
+        # First: the stack serves the S3 data root the bars go to.
+        _start(airflow, "1/4", "PostgreSQL, Redis, SeaweedFS, CeleryExecutor with 2 workers; ~1-2 min")
+        storage = airflow.storage()
+        files = storage.url("output")
+        print(f"2/4 Writing {args.data} bars into the bar store {storage.url('bars')}")
+        generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
     else:
-        if changed and airflow.running():
-            print(f"    {', '.join(changed)} changed: restarting the local Airflow")
-        print(f"2/4 Starting a local Airflow in {airflow.home} (SQLite, LocalExecutor; ~30-60 s)")
-        airflow.start()
+        # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
+        settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
+        if settings.is_s3:
+            print(
+                "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder",
+                file=sys.stderr,
+            )
+            return 2
+        data_root = Path(settings.data_root)
+        storage = pipeline.open_storage(settings)
+        files = str(data_root / "output")
+        print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
+        generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
+        airflow = LocalAirflow(args.home or DEFAULT_HOME, args.port, str(data_root))
+        _start(airflow, "2/4", "SQLite, LocalExecutor; ~30-60 s")
+    contracts = min(args.contracts, len(generated["contracts"]))
 
     print(f"3/4 Triggering trading_orchestrator with num_contracts={contracts}")
     outcome = run_pipeline(airflow, {"num_contracts": contracts})
@@ -301,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
     if aggregation["state"] != "success":
         return 1
-    _print_summary(data_root, orchestrator["dag_run_id"])
+    _print_summary(storage, orchestrator["dag_run_id"])
     print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")
-    print(f"Reports:    {ui}/trading-reports/   Files: {data_root / 'output'}")
+    print(f"Reports:    {ui}/trading-reports/   Files: {files}")
     print("Airflow keeps running for you to explore; `make stop` stops it.")
     return 0
 

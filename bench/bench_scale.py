@@ -109,6 +109,7 @@ class CeleryStack(LocalStack):
             from celery_stack import CeleryAirflow
         except ImportError:
             raise SystemExit("--stack celery: scripts/celery_stack.py is not on this branch") from None
+        root.chmod(0o755)  # PostgreSQL runs as the postgres user and keeps its data under the home
         self.airflow = CeleryAirflow(root / "home", free_port(), {}, _dags_folder(root))
 
     def start(self) -> None:
@@ -118,7 +119,12 @@ class CeleryStack(LocalStack):
         return self.airflow.storage()
 
     def pids(self) -> list[int]:
-        return [info.pid for info in (*self.airflow.members(), *self.airflow.service_members())]
+        from celery_stack import WORKERS
+
+        found = [*self.airflow.members(), *self.airflow.service_members()]
+        for worker in WORKERS:  # its pool and task processes (setproctitle hides their environment)
+            found.extend(self.airflow.worker_processes(worker))
+        return sorted({info.pid for info in found})
 
 
 STACKS = {"local": LocalStack, "celery": CeleryStack}

@@ -132,6 +132,7 @@ STACKS = {"local": LocalStack, "celery": CeleryStack}
 
 # -- process sampling: PSS and CPU of the stack ------------------------------------------------------
 ROLES = (  # first match of the command line wins
+    ("airflow supervisor", "task supervisor"),
     ("LocalExecutor", "executor worker"),
     ("airflow worker", "executor worker"),
     ("multiprocessing", "api-server worker"),

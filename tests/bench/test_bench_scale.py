@@ -56,6 +56,7 @@ def test_a_log_without_the_markers_gives_nothing():
         ("/v/bin/python /v/bin/airflow triggerer", "triggerer"),
         ("/usr/lib/postgresql/15/bin/postgres -D /h/postgres/data", "postgres"),
         ("airflow serve-logs", "other: airflow serve-logs"),
+        ("airflow supervisor: 01a22e58-e82b-7c06-81da-224298a968c7", "task supervisor"),
     ],
 )
 def test_roles_from_command_lines(cmdline, role):

@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 DATA ?= sample
 CONTRACTS ?= 10
+# make demo STACK=celery: PostgreSQL, Redis, SeaweedFS (S3) and two Celery workers instead of
+# SQLite + LocalExecutor + a local folder (docker-compose's Celery profile, as local processes)
+STACK ?= local
+# make demo PORT=8181: the API port (default 8080; e.g. when another Airflow holds 8080)
+PORT ?= 8080
 # make demo SCHEDULE=on (the pipeline's default cron) or SCHEDULE='30 10-16 * * 1-5'; unset: manual runs only
 SCHEDULE ?=
 # make dags-test DAG=analyze_symbol CONF='{"contract": "AAPL"}'
 DAG ?=
 CONF ?=
 
-.PHONY: demo dags-test stop status test test-fast bench lint install install-test clean
+.PHONY: demo dags-test stop status test test-fast bench bench-scale lint install install-test clean
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -32,12 +37,15 @@ $(TEST_STAMP): $(STAMP) requirements-test.txt
 install: $(STAMP)
 install-test: $(TEST_STAMP)
 
-## make demo [DATA=real] [CONTRACTS=10] [SCHEDULE=on|'<cron>']: start (or reuse) a local Airflow and run the pipeline in it
+## make demo [STACK=local|celery] [DATA=real] [CONTRACTS=10] [PORT=8080] [SCHEDULE=on|'<cron>']:
+## start (or reuse) a local Airflow and run the pipeline in it
 ifneq ($(strip $(SCHEDULE)),)
 demo: export TRADING_ORCHESTRATOR_SCHEDULE := $(SCHEDULE)
 endif
 demo: $(STAMP)
-	$(PY) scripts/demo.py --data $(DATA) --contracts $(CONTRACTS)
+	@test "$(STACK)" = local -o "$(STACK)" = celery || { echo "STACK must be local or celery" >&2; exit 2; }
+	@if [ "$(STACK)" = celery ]; then $(PY) scripts/install_stack_tools.py; fi
+	$(PY) scripts/demo.py --stack $(STACK) --data $(DATA) --contracts $(CONTRACTS) --port $(PORT)
 
 ## make dags-test DAG=<dag_id> [CONF='<json>']: `airflow dags test` in a separate home and database,
 ## beside the demo's running Airflow (same DAGs, plugins and data)
@@ -46,17 +54,20 @@ dags-test: $(STAMP)
 	@eval "$$($(PY) scripts/local_airflow.py env --isolated)" && \
 		airflow dags test $(DAG) $(if $(strip $(CONF)),-c '$(CONF)')
 
-## make stop: stop the local Airflow started by make demo
+## make stop: stop the local Airflows started by make demo (both stacks; the Celery one with its
+## PostgreSQL, Redis and SeaweedFS)
 stop:
 	@test -x $(PY) && $(PY) scripts/local_airflow.py stop || true
+	@test -x $(PY) && $(PY) scripts/celery_stack.py stop || true
 
 status: $(STAMP)
-	$(PY) scripts/local_airflow.py status
+	$(PY) scripts/$(if $(filter celery,$(STACK)),celery_stack,local_airflow).py status --port $(PORT)
 
 ## make test: lint, then every test, end-to-end against a real Airflow included
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
 	$(PY) scripts/install_test_tools.py
+	$(PY) scripts/install_stack_tools.py
 	$(PY) -m pytest
 
 ## make test-fast: skip the tests that start an Airflow, an S3 server or a browser
@@ -68,8 +79,12 @@ bench: $(TEST_STAMP)
 	$(PY) bench/bench_parse.py
 	$(PY) bench/bench_pipeline.py
 
+## make bench-scale [BENCH_ARGS='--contracts 100 --rounds 2']: 2,400 partitions vs the no-op floor (~30 min on 2 cores)
+bench-scale: $(TEST_STAMP)
+	$(PY) bench/bench_scale.py $(BENCH_ARGS)
+
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
 
 clean: stop
-	rm -rf airflow_home output bars input/*.parquet test-output
+	rm -rf airflow_home airflow_home_celery output bars input/*.parquet test-output

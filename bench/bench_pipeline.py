@@ -43,20 +43,33 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def run_once(client, orchestrator: str, aggregation: str, contracts: int, timeout: float = 900) -> float:
+def follow_run(
+    client, orchestrator: str, aggregation: str, conf: dict, timeout: float | None = 900, poll: float = 0.5
+) -> dict:
+    """Trigger ``orchestrator`` with ``conf``, wait for it and for the ``aggregation`` runs it
+    starts (``timeout`` None: no deadline, else ``timeout`` s for the run and 120 s for the
+    aggregation). Returns {"run": the finished orchestrator run, "aggregations": its aggregation runs,
+    "wall": queued_at -> end of the last aggregation, in seconds (server timestamps)}."""
     known = {r["dag_run_id"] for r in client.dag_runs(aggregation)}
-    run = client.trigger(orchestrator, {"num_contracts": contracts})
-    finished = client.wait_for_run(orchestrator, run["dag_run_id"], timeout=timeout, poll=0.5)
+    run = client.trigger(orchestrator, conf)
+    finished = client.wait_for_run(
+        orchestrator, run["dag_run_id"], timeout=float("inf") if timeout is None else timeout, poll=poll
+    )
     if finished["state"] != "success":
         raise RuntimeError(f"{orchestrator} run {run['dag_run_id']} {finished['state']}")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + (float("inf") if timeout is None else 120)
     while time.monotonic() < deadline:
         new = [r for r in client.dag_runs(aggregation) if r["dag_run_id"] not in known]
         if new and all(r["state"] in ("success", "failed") for r in new):
             end = max(_parse_time(r["end_date"]) for r in new)
-            return (end - _parse_time(finished["queued_at"])).total_seconds()
-        time.sleep(0.5)
+            wall = (end - _parse_time(finished["queued_at"])).total_seconds()
+            return {"run": finished, "aggregations": new, "wall": wall}
+        time.sleep(poll)
     raise TimeoutError(f"{aggregation} did not finish after {orchestrator}")
+
+
+def run_once(client, orchestrator: str, aggregation: str, contracts: int, timeout: float = 900) -> float:
+    return follow_run(client, orchestrator, aggregation, {"num_contracts": contracts}, timeout)["wall"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,14 +2,16 @@
 
 Linked into $AIRFLOW_HOME/config/ by scripts/local_airflow.py; Airflow imports it in every process.
 
-In the scheduler only, it imports the pipeline's heavy libraries once. The LocalExecutor forks its
-workers from the scheduler and every task process from a worker (a bare fork on Linux), so what the
-scheduler has imported each task gets for free: pandas + pyarrow cost ~1.2 s of CPU in a fresh
-process, about 290 CPU-s for the 240 partitions of one pipeline run on a 2-core machine, more than
-the whole pipeline otherwise takes (bench/bench_pipeline.py measures both).
+In the scheduler and in a Celery worker's main process only, it imports the pipeline's heavy
+libraries once. The LocalExecutor forks its workers from the scheduler and every task process from a
+worker (a bare fork on Linux); a Celery worker forks its pool processes, and each of those forks the
+task processes. So what that parent has imported each task gets for free: pandas + pyarrow cost
+~1.2 s of CPU in a fresh process, about 290 CPU-s for the 240 partitions of one pipeline run on a
+2-core machine, more than the whole pipeline otherwise takes (bench/bench_pipeline.py measures both).
 """
 
 import os
+import socket
 import sys
 
 # LOCAL_AIRFLOW_PRELOAD=0 turns it off (bench/bench_pipeline.py --no-preload measures the difference).
@@ -22,7 +24,15 @@ PRELOAD = (
     "trading_lib.validation",
 )
 
-if sys.argv[1:2] == ["scheduler"] and os.environ.get("LOCAL_AIRFLOW_PRELOAD", "1") != "0":
+
+def stack_hostname() -> str:
+    """[core] hostname_callable of the Celery stack's workers (scripts/celery_stack.py): both run on
+    one machine, so each names itself (LOCAL_AIRFLOW_HOSTNAME) in the task instances it runs."""
+    return os.environ.get("LOCAL_AIRFLOW_HOSTNAME") or socket.getfqdn()
+
+
+_FORKING_PARENT = sys.argv[1:2] == ["scheduler"] or sys.argv[1:3] == ["celery", "worker"]
+if _FORKING_PARENT and os.environ.get("LOCAL_AIRFLOW_PRELOAD", "1") != "0":
     import importlib
     import logging
 

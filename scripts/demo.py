@@ -1,15 +1,20 @@
 """`make demo`: sample data, a real local Airflow, one pipeline run through the REST API, the summary.
 
-    python scripts/demo.py [--data sample|real] [--contracts 10] [--port 8080] [--schedule on|CRON]
+    python scripts/demo.py [--stack local|celery] [--data sample|real] [--contracts 10] [--port 8080]
+                           [--schedule on|CRON]
+
+--stack local (default): SQLite, LocalExecutor, a local data root (scripts/local_airflow.py).
+--stack celery: PostgreSQL, Redis, SeaweedFS (s3:// data root), two Celery workers: the services of
+docker-compose.yaml's Celery profile as local processes (scripts/celery_stack.py).
 
 Leaves Airflow running so the UI can be explored; `make stop` stops it, a second `make demo`
-reuses it.
+reuses it. The run is followed without a deadline (any number of contracts, any machine): a
+progress bar with the partition completion rate and an ETA, one line every 10 s in a log.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,22 +24,122 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from local_airflow import DEFAULT_HOME, PROJECT, SCHEDULE_VARIABLE, USERNAME, LocalAirflow  # noqa: E402
 
+# The task id of a partition; analyze_symbol's mapped task.
+PARTITION_TASK = "analyze_partition"
+
 REAL_DATA = PROJECT / "input" / "yahoo-1h-2022"
 BAR_WIDTH = 40
+POLL_SECONDS = 2.0
+LOG_EVERY = 10.0  # seconds between progress lines when stdout is not a terminal
+# No deadline: a run takes as long as the machine needs (2,400 partitions: 41 min on 2 busy cores).
+# The wait ends when the run ends, or fails when a component of the stack exited. After this long
+# without any change (a partition finished, a run expanded, a state changed), one notice says so,
+# and says it again every STALL_NOTICE seconds; the wait goes on.
+STALL_NOTICE = 600.0
 
 
-def _bar(done: int, total: int) -> str:
-    filled = int(BAR_WIDTH * done / total) if total else 0
-    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{total}"
+def _bar(done: int, total: int, about: str = "") -> str:
+    filled = min(BAR_WIDTH, int(BAR_WIDTH * done / total)) if total else 0
+    return f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done}/{about}{total}"
+
+
+def format_duration(seconds: float) -> str:
+    """45 s, 3 min 05 s, 1 h 02 min."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+class Progress:
+    """Partitions done, their expected total and an ETA from the completion rate.
+
+    The total grows while analyze_symbol runs expand their partitions (16 run at a time): until
+    every expected run has expanded, it is extrapolated from the runs that have (shown with "~").
+    The rate counts from the first finished partition seen, so the orchestrator's first tasks do
+    not dilute it.
+    """
+
+    def __init__(self, expected_runs: int | None = None):
+        self.expected_runs = expected_runs
+        self.done = 0
+        self.total = 0
+        self.estimated = False
+        self._first: tuple[float, int] | None = None  # (time, done) at the first completion seen
+        self._rate: float | None = None
+
+    def update(
+        self, now: float, done: int, total: int, runs_created: int = 0, runs_expanded: int = 0
+    ) -> None:
+        """``total``: partition task instances counted (an unexpanded run counts 1: its placeholder);
+        ``runs_created``/``runs_expanded``: analyze_symbol runs that exist / have listed their partitions."""
+        runs = max(self.expected_runs or 0, runs_created)
+        expanded = total - max(0, runs_created - runs_expanded)  # without the placeholders
+        if 0 < runs_expanded < runs:
+            self.total = max(total, round(expanded + expanded / runs_expanded * (runs - runs_expanded)))
+            self.estimated = True
+        else:
+            self.total, self.estimated = total, False
+        self.done = done
+        if done > 0 and self._first is None:
+            self._first = (now, done)
+        elif self._first is not None and done > self._first[1] and now > self._first[0]:
+            self._rate = (done - self._first[1]) / (now - self._first[0])
+
+    @property
+    def rate(self) -> float | None:
+        """Partitions per second since the first finished one, None before two observations."""
+        return self._rate
+
+    def eta(self) -> float | None:
+        """Seconds until the last partition finishes at the current rate; None if unknown."""
+        if self.total and self.done >= self.total and not self.estimated:
+            return 0.0
+        if not self._rate:
+            return None
+        return max(0, self.total - self.done) / self._rate
+
+    def line(self, elapsed: float, state: str) -> str:
+        bar = _bar(self.done, self.total, "~" if self.estimated else "")
+        eta = self.eta()
+        rate = f"{self._rate:.1f}/s" if self._rate else "-/s"
+        left = "ETA --" if eta is None else f"ETA {format_duration(eta)}"
+        return f"  partitions {bar}  {format_duration(elapsed)}  {rate}  {left}  ({state})"
+
+
+class StackExited(RuntimeError):
+    """A component of the local Airflow exited while the demo waited for its run."""
+
+
+def _check_alive(airflow) -> None:
+    running = getattr(airflow, "running", None)
+    if running is not None and not running():
+        raise StackExited(f"a component of the local Airflow exited; see {airflow.home / 'logs'}")
 
 
 def run_pipeline(
-    airflow: LocalAirflow, conf: dict, *, show_progress: bool = True, timeout: float = 900
+    airflow: LocalAirflow,
+    conf: dict,
+    *,
+    show_progress: bool = True,
+    timeout: float | None = None,
+    clock=time.monotonic,
+    sleep=time.sleep,
+    out=None,
 ) -> dict:
     """Trigger trading_orchestrator, follow its partitions, wait for the aggregation it starts.
 
-    Returns {"orchestrator": run, "aggregation": run or None, "partitions": (done, total)}.
+    No deadline unless ``timeout`` (seconds) is given: the tests bound their runs, the demo does
+    not. Fails (StackExited) when a component of the stack exits; prints a notice after
+    STALL_NOTICE seconds without any change. Returns {"orchestrator": run, "aggregation": run or
+    None, "partitions": (done, total)}.
     """
+    out = out or sys.stdout
+    tty = out.isatty()
     client = airflow.client()
     for dag_id in ("trading_orchestrator", "analyze_symbol", "aggregate_portfolio"):
         client.wait_for_dag(dag_id)
@@ -42,49 +147,84 @@ def run_pipeline(
     run = client.trigger("trading_orchestrator", conf)
     run_id = run["dag_run_id"]
     prefix = f"{run_id}__"
-    started = time.monotonic()
-    done = total = 0
+    started = clock()
+    progress = Progress(conf.get("num_contracts"))
+    runs_created = runs_expanded = 0
     next_line = 0.0
+    last_seen, last_change = None, started
+
+    def emit(line: str, final: bool = False) -> None:
+        nonlocal next_line
+        elapsed = clock() - started
+        if tty:
+            print(f"\r{line}  ", end="\n" if final else "", flush=True, file=out)
+        elif final or elapsed >= next_line:
+            print(line, flush=True, file=out)  # a log, not a terminal: one line every LOG_EVERY s
+            next_line = elapsed + LOG_EVERY
+
+    def waited(what: str) -> None:
+        """Stall notice, component check, optional deadline; then sleep one poll."""
+        nonlocal last_change
+        now = clock()
+        if now - last_change >= STALL_NOTICE:
+            print(
+                f"\n  nothing changed for {format_duration(now - last_change)} ({what}); still waiting. "
+                f"Airflow UI: {airflow.base_url}; Ctrl-C stops waiting (Airflow keeps running)",
+                flush=True,
+                file=out,
+            )
+            last_change = now
+        _check_alive(airflow)
+        if timeout is not None and now - started > timeout:
+            raise TimeoutError(f"{what} not finished after {timeout:.0f} s")
+        sleep(POLL_SECONDS)
+
     while True:
         state = client.dag_run("trading_orchestrator", run_id)["state"]
-        total = client.count_task_instances("analyze_symbol", "analyze_partition", prefix)
-        done = client.count_task_instances(
-            "analyze_symbol", "analyze_partition", prefix, state="success"
-        )
-        elapsed = time.monotonic() - started
-        line = f"  partitions {_bar(done, total)}  {elapsed:5.0f} s  ({state})"
-        if show_progress and sys.stdout.isatty():
-            print(f"\r{line}  ", end="", flush=True)
-        elif show_progress and (elapsed >= next_line or state in ("success", "failed")):
-            print(line, flush=True)  # a log, not a terminal: one line every 10 s
-            next_line = elapsed + 10
-        if state in ("success", "failed"):
+        total = client.count_task_instances("analyze_symbol", PARTITION_TASK, prefix)
+        done = client.count_task_instances("analyze_symbol", PARTITION_TASK, prefix, state="success")
+        if not runs_expanded or runs_expanded < max(runs_created, progress.expected_runs or 0):
+            runs_created = client.count_task_instances("analyze_symbol", "list_partitions", prefix)
+            runs_expanded = client.count_task_instances(
+                "analyze_symbol", "list_partitions", prefix, state="success"
+            )
+        now = clock()
+        progress.update(now, done, total, runs_created, runs_expanded)
+        seen = (state, done, total, runs_created, runs_expanded)
+        if seen != last_seen:
+            last_seen, last_change = seen, now
+        finished = state in ("success", "failed")
+        if show_progress:
+            emit(progress.line(now - started, state), final=finished)
+        if finished:
             break
-        if time.monotonic() - started > timeout:
-            raise TimeoutError(f"trading_orchestrator run {run_id} not finished after {timeout:.0f} s")
-        time.sleep(1)
-    if show_progress and sys.stdout.isatty():
-        print()
+        waited(f"trading_orchestrator run {run_id}")
     orchestrator = client.dag_run("trading_orchestrator", run_id)
     aggregation = None
     if orchestrator["state"] == "success":
-        deadline = time.monotonic() + 120
+        last_change = clock()
+        if show_progress:
+            print("  waiting for the aggregate_portfolio run it starts", flush=True, file=out)
         while aggregation is None or aggregation["state"] not in ("success", "failed"):
-            if time.monotonic() > deadline:
-                raise TimeoutError("aggregate_portfolio did not finish within 120 s of the orchestrator")
             new = [
                 r
                 for r in client.dag_runs("aggregate_portfolio")
                 if r["dag_run_id"] not in aggregations_before
             ]
-            aggregation = new[-1] if new else None
-            time.sleep(1)
+            current = new[-1] if new else None
+            if (current or {}).get("state") != (aggregation or {}).get("state"):
+                last_change = clock()
+            aggregation = current
+            if aggregation is None or aggregation["state"] not in ("success", "failed"):
+                waited("aggregate_portfolio")
     return {"orchestrator": orchestrator, "aggregation": aggregation, "partitions": (done, total)}
 
 
-def _print_summary(data_root: Path, run_id: str) -> None:
+def _print_summary(storage, run_id: str) -> None:
     """The run's own report (output/runs/<run_id>/portfolio.json): the store may hold earlier runs."""
-    report = json.loads((data_root / "output" / "runs" / run_id / "portfolio.json").read_text())
+    from trading_lib import layout, pipeline
+
+    report = storage.read_json(layout.run_key(run_id, pipeline.PORTFOLIO_REPORT))
     s = report["summary"]
     scope = report["scope"]
     print(f"\nPortfolio of run {run_id} ({scope['window_start']} .. {scope['window_end']})")
@@ -112,12 +252,30 @@ def _print_summary(data_root: Path, run_id: str) -> None:
         print(f"  {c['contract']:<10} {c['trades']:>6} {win:>9} {c['total_pnl']:>13,.2f} {beta:>10}")
 
 
+def _start(airflow: LocalAirflow, step: str, what: str) -> None:
+    changed = airflow.changed_settings()
+    if airflow.running() and airflow.healthy() and not changed:
+        print(f"{step} Reusing the local Airflow at {airflow.base_url}")
+        return
+    if changed and airflow.running():
+        print(f"    {', '.join(changed)} changed: restarting the local Airflow")
+    print(f"{step} Starting a local Airflow in {airflow.home} ({what})")
+    airflow.start()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=["sample", "real"], default="sample")
     parser.add_argument("--contracts", type=int, default=10)
     parser.add_argument("--port", type=int, default=8080)
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    parser.add_argument(
+        "--stack",
+        choices=["local", "celery"],
+        default="local",
+        help="local: SQLite + LocalExecutor + a local folder; celery: docker-compose's Celery profile "
+        "as local processes (PostgreSQL, Redis, SeaweedFS S3, two Celery workers)",
+    )
+    parser.add_argument("--home", type=Path, help="the stack's AIRFLOW_HOME (default: per stack)")
     parser.add_argument(
         "--schedule",
         help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default cron), "
@@ -130,30 +288,35 @@ def main(argv: list[str] | None = None) -> int:
     from trading_lib import pipeline
     from trading_lib.settings import load_settings
 
-    # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
-    settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
-    if settings.is_s3:
-        print(
-            "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder", file=sys.stderr
-        )
-        return 2
-    data_root = Path(settings.data_root)
-    storage = pipeline.open_storage(settings)
-    print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
-    generated = pipeline.generate_inputs(
-        storage, num_contracts=args.contracts, real_folder=str(REAL_DATA) if args.data == "real" else None
-    )
-    contracts = min(args.contracts, len(generated["contracts"]))
+    real_folder = str(REAL_DATA) if args.data == "real" else None
+    if args.stack == "celery":
+        from celery_stack import DEFAULT_HOME as CELERY_HOME
+        from celery_stack import CeleryAirflow
 
-    airflow = LocalAirflow(args.home, args.port, str(data_root))
-    changed = airflow.changed_settings()
-    if airflow.running() and airflow.healthy() and not changed:
-        print(f"2/4 Reusing the local Airflow at {airflow.base_url}")
+        airflow = CeleryAirflow(args.home or CELERY_HOME, args.port)
+        # First: the stack serves the S3 data root the bars go to.
+        _start(airflow, "1/4", "PostgreSQL, Redis, SeaweedFS, CeleryExecutor with 2 workers; ~1-2 min")
+        storage = airflow.storage()
+        files = storage.url("output")
+        print(f"2/4 Writing {args.data} bars into the bar store {storage.url('bars')}")
+        generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
     else:
-        if changed and airflow.running():
-            print(f"    {', '.join(changed)} changed: restarting the local Airflow")
-        print(f"2/4 Starting a local Airflow in {airflow.home} (SQLite, LocalExecutor; ~30-60 s)")
-        airflow.start()
+        # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
+        settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
+        if settings.is_s3:
+            print(
+                "make demo runs on local data; unset TRADING_DATA_ROOT or point it at a folder",
+                file=sys.stderr,
+            )
+            return 2
+        data_root = Path(settings.data_root)
+        storage = pipeline.open_storage(settings)
+        files = str(data_root / "output")
+        print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
+        generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
+        airflow = LocalAirflow(args.home or DEFAULT_HOME, args.port, str(data_root))
+        _start(airflow, "2/4", "SQLite, LocalExecutor; ~30-60 s")
+    contracts = min(args.contracts, len(generated["contracts"]))
 
     print(f"3/4 Triggering trading_orchestrator with num_contracts={contracts}")
     outcome = run_pipeline(airflow, {"num_contracts": contracts})
@@ -169,9 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
     if aggregation["state"] != "success":
         return 1
-    _print_summary(data_root, orchestrator["dag_run_id"])
+    _print_summary(storage, orchestrator["dag_run_id"])
     print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")
-    print(f"Reports:    {ui}/trading-reports/   Files: {data_root / 'output'}")
+    print(f"Reports:    {ui}/trading-reports/   Files: {files}")
     print("Airflow keeps running for you to explore; `make stop` stops it.")
     return 0
 

@@ -15,7 +15,8 @@ use) with the same DAGs, plugins and data root, for `airflow dags test` beside a
     airflow dags test analyze_symbol -c '{"contract": "AAPL"}'
 
 Tuning for a small machine (2 cores, SQLite), measured with bench/bench_pipeline.py and no-op
-probes; the figures are in docs/local-airflow.md:
+probes; the figures are in docs/local-airflow.md. The values live in docker/airflow.env, which
+docker-compose.yaml and the Celery stack (scripts/celery_stack.py) read too:
 - parallelism 16: the default 32 ends in "database is locked" on SQLite and kills the
   scheduler; 4 to 8 leaves the pipeline up to two times slower.
 - scheduler idle sleep 0.2 s and 64 task instances per query: fewer idle scheduler loops.
@@ -61,22 +62,47 @@ WORKER_LOG_PORT_OFFSET, TRIGGER_LOG_PORT_OFFSET = 713, 714
 ORPHAN_GRACE = 3.0  # seconds stop() gives the processes left after their component's top process exited
 ISOLATED_PORT_OFFSET = 715  # the isolated home's API port: nothing serves it (`dags test` runs in-process)
 
+# The settings shared with docker-compose.yaml and the Celery stack: one file, so they cannot drift.
+SHARED_ENV_FILE = PROJECT / "docker" / "airflow.env"
+# Its service wiring: compose service addresses that each stack replaces with its own (the SQLite
+# stack with its database file and local data root, the Celery stack with its loopback ports).
+WIRING = (
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__CELERY__BROKER_URL",
+    "AIRFLOW__CELERY__RESULT_BACKEND",
+    "AIRFLOW__CORE__EXECUTION_API_SERVER_URL",
+    "AIRFLOW_CONN_AWS_DEFAULT",
+    "TRADING_DATA_ROOT",
+    "TRADING_AWS_CONN_ID",
+    "TRADING_EXECUTION_MODE",
+)
+
+
+def read_env_file(path: Path = SHARED_ENV_FILE) -> dict[str, str]:
+    """NAME=value lines (what compose's env_file reads); '#' lines are comments; a value in single
+    or double quotes loses them. The file holds no ${...}: nothing is interpolated."""
+    values = {}
+    for number, raw in enumerate(path.read_text().splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, value = line.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"{path}:{number}: not NAME=value: {raw!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        elif "$" in value:
+            raise ValueError(f"{path}:{number}: unquoted '$' (compose would interpolate it): {raw!r}")
+        values[name.strip()] = value
+    return values
+
+
+SHARED_ENV = read_env_file()
+# The SQLite stack's settings: the shared tuning (docs/local-airflow.md says why each value).
 TUNING = {
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-    "AIRFLOW__CORE__PARALLELISM": "16",
-    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-    "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-    "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-    "AIRFLOW__SCHEDULER__MAX_TIS_PER_QUERY": "64",
-    # A worker that dies without reporting (SIGKILL, OOM killer) leaves its task "running" until
-    # the scheduler sees no heartbeat for this long (default 300 s, checked every 10 s). The
-    # supervisor heartbeats every 5 s ([workers] min_heartbeat_interval), so 20 s is 4 missed ones.
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "20",
-    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
-    "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "5",
-    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
-    "AIRFLOW__API__WORKERS": "2",
-    "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+    **{name: value for name, value in SHARED_ENV.items() if name not in WIRING},
 }
 
 SCHEDULE_VARIABLE = "TRADING_ORCHESTRATOR_SCHEDULE"
@@ -236,6 +262,9 @@ def _signal(pid: int, sig: int) -> None:
 
 
 class LocalAirflow:
+    # The processes start() launches, by name (pid files, state, liveness); a subclass adds its own.
+    components: tuple[str, ...] = COMPONENTS
+
     def __init__(
         self,
         home: Path = DEFAULT_HOME,
@@ -420,7 +449,7 @@ class LocalAirflow:
         return "\nState:\tZ" not in status
 
     def running(self) -> bool:
-        return all(self._alive(c) for c in COMPONENTS)
+        return all(self._alive(c) for c in self.components)
 
     def _component_sessions(self) -> dict[int, int]:
         """{session or group id: start tick of its leader} of the components this home started.
@@ -434,7 +463,7 @@ class LocalAirflow:
             if leader is None or leader.start == record["start"]:
                 for key in ("sid", "pgid"):
                     ids[record[key]] = record["start"]
-        for component in COMPONENTS:  # pid files of a stack started before stack.json existed
+        for component in self.components:  # pid files of a stack started before stack.json existed
             with contextlib.suppress(FileNotFoundError, ValueError):
                 pid = int(self._pid_file(component).read_text())
                 leader = proc_info(pid)
@@ -506,10 +535,14 @@ class LocalAirflow:
             self._launch(component, env, state)
         self._wait(self.healthy, deadline, "was not healthy")
 
-    def _launch(self, component: str, env: dict[str, str], state: dict) -> None:
+    def _launch(
+        self, component: str, env: dict[str, str], state: dict, command: list[str] | None = None
+    ) -> None:
+        """Start ``airflow <component>`` (or ``command``) in a session of its own, logging to
+        logs/<component>.log, and record it in the pid file and the stack's state."""
         with open(self.home / "logs" / f"{component}.log", "ab") as log:
             proc = subprocess.Popen(
-                [str(VENV_BIN / "airflow"), component],
+                command or [str(VENV_BIN / "airflow"), component],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -565,7 +598,7 @@ class LocalAirflow:
             time.sleep(0.1)
             members = self.members()
         self._reap(wait=True)
-        for component in COMPONENTS:
+        for component in self.components:
             self._pid_file(component).unlink(missing_ok=True)
         self._state_file.unlink(missing_ok=True)
 
@@ -596,7 +629,7 @@ class LocalAirflow:
         self._wait(self.healthy, time.monotonic() + timeout, "was not healthy")
 
     def _wait(self, condition, deadline: float, failure: str) -> None:
-        started = [c for c in COMPONENTS if c in self._processes or self._pid_file(c).exists()]
+        started = [c for c in self.components if c in self._processes or self._pid_file(c).exists()]
         while time.monotonic() < deadline:
             if condition():
                 return

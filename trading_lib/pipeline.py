@@ -45,15 +45,17 @@ def generate_inputs(
     seed: int = 42,
     anomalies: Any = None,
     start: str = "2024-01-02",
+    window_bars: int = DEFAULT_WINDOW_BARS,
 ) -> dict[str, Any]:
-    """Write generated sample bars, or the real bars in ``real_folder``, into the bar store."""
+    """Write generated sample bars (``window_bars`` bars after the warm-up), or the real bars in
+    ``real_folder``, into the bar store."""
     from trading_lib import sample_data
 
     if real_folder:
         data = sample_data.load_real_bars(real_folder)
     else:
         data = sample_data.generate_sample_data(
-            num_contracts=num_contracts, seed=seed, anomalies=anomalies, start=start
+            num_contracts=num_contracts, seed=seed, anomalies=anomalies, start=start, window_bars=window_bars
         )
     written = BarStore(storage).write(data, source="real bars" if real_folder else "sample data")
     return {

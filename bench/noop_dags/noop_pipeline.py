@@ -4,10 +4,13 @@
 Airflow's own floor for this shape, measured by bench/bench_pipeline.py against the real pipeline:
 an orchestrator (check → ingest (skipped) → validate → branch → select → mapped
 TriggerDagRunOperator waiting deferrably → publish an asset), one per-symbol run per contract
-mapping a no-op over 24 timestamps, and an asset-scheduled aggregation.
+mapping a no-op over `window_bars` timestamps (24 by default; past `[core] max_map_length` grouped
+into equal chunks, as analyze_symbol does), and an asset-scheduled aggregation.
 """
 
 from __future__ import annotations
+
+import math
 
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
@@ -26,12 +29,16 @@ ARGS = {"owner": "bench"}
     doc_md=__doc__,
     tags=["bench"],
     default_args=ARGS,
-    params={"num_contracts": Param(10, type="integer", minimum=1)},
+    params={
+        "num_contracts": Param(10, type="integer", minimum=1),
+        "window_bars": Param(24, type="integer", minimum=1),
+    },
 )
 def noop_orchestrator():
     @task
     def check_request() -> dict:
-        return {"num_contracts": get_current_context()["params"]["num_contracts"]}
+        params = get_current_context()["params"]
+        return {"num_contracts": params["num_contracts"], "window_bars": params["window_bars"]}
 
     @task
     def ingest_market_data(request: dict) -> None:
@@ -55,7 +62,10 @@ def noop_orchestrator():
     def select_contracts(request: dict) -> list[dict]:
         run_id = get_current_context()["run_id"]
         return [
-            {"trigger_run_id": f"{run_id}__C{i}", "conf": {"contract": f"C{i}"}}
+            {
+                "trigger_run_id": f"{run_id}__C{i}",
+                "conf": {"contract": f"C{i}", "bars": request["window_bars"]},
+            }
             for i in range(request["num_contracts"])
         ]
 
@@ -94,12 +104,17 @@ def noop_orchestrator():
     tags=["bench"],
     default_args=ARGS,
     max_active_runs=16,
-    params={"contract": Param("C0", type="string")},
+    params={"contract": Param("C0", type="string"), "bars": Param(24, type="integer", minimum=1)},
 )
 def noop_symbol():
     @task
     def list_partitions() -> list[list[str]]:
-        return [[f"t{i}"] for i in range(24)]
+        from airflow.configuration import conf
+
+        labels = [f"t{i}" for i in range(get_current_context()["params"]["bars"])]
+        # trading_lib.pipeline.chunk_partitions (not imported: it brings pandas into a no-op task)
+        size = max(1, math.ceil(len(labels) / conf.getint("core", "max_map_length")))
+        return [labels[i : i + size] for i in range(0, len(labels), size)]
 
     @task(map_index_template="{{ format_timestamp }}")
     def analyze_partition(partition_timestamps: list[str]) -> int:

@@ -1,11 +1,13 @@
 """docker-compose.yaml, checked statically (no Docker engine runs here): it parses, every file it
-points at exists, services and profiles hang together, and the pipeline settings it sets are ones
-trading_lib reads and accepts."""
+points at exists, services and profiles hang together, the pipeline settings it sets are ones
+trading_lib reads and accepts, and the local stacks (scripts/local_airflow.py, scripts/celery_stack.py)
+run with the same settings: all of them read docker/airflow.env."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,12 +17,19 @@ import yaml
 from trading_lib.settings import ENVIRONMENT_VARIABLES, load_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
+if str(PROJECT / "scripts") not in sys.path:
+    sys.path.insert(0, str(PROJECT / "scripts"))
+
+from celery_stack import COMPOSE_ADDRESSES, WORKERS, CeleryAirflow, substitute  # noqa: E402
+from local_airflow import SHARED_ENV_FILE, WIRING, LocalAirflow, read_env_file  # noqa: E402
+
 COMPOSE_FILE = PROJECT / "docker-compose.yaml"
 CELERY_ENV_FILE = PROJECT / "docker" / "celery.env"
 # Every file a deployment sets variables in.
 DEPLOYMENT_FILES = [
     COMPOSE_FILE,
     CELERY_ENV_FILE,
+    SHARED_ENV_FILE,
     PROJECT / "Dockerfile",
     PROJECT / "docker" / "task-image.Dockerfile",
     PROJECT / "deploy" / "helm" / "values.yaml",
@@ -45,11 +54,6 @@ def interpolate(value: str, environ: dict[str, str]) -> str:
     return INTERPOLATION.sub(substitute, value.replace("$$", "\0")).replace("\0", "$")
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    lines = [line.strip() for line in path.read_text().splitlines()]
-    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
-
-
 @pytest.fixture(scope="module")
 def compose() -> dict:
     return yaml.safe_load(COMPOSE_FILE.read_text())
@@ -61,9 +65,13 @@ def services(compose) -> dict:
 
 
 def service_environment(service: dict, environ: dict[str, str] | None = None) -> dict[str, str]:
-    return {
-        key: interpolate(str(value), environ or {}) for key, value in service.get("environment", {}).items()
-    }
+    """What a container of the service gets: its env_file(s), then its environment (which wins)."""
+    merged: dict[str, str] = {}
+    for env_file in service.get("env_file", []):
+        merged.update(read_env_file(PROJECT / env_file))
+    for key, value in service.get("environment", {}).items():
+        merged[key] = interpolate(str(value), environ or {})
+    return merged
 
 
 def test_compose_defines_the_stack(services):
@@ -181,3 +189,109 @@ def test_every_trading_variable_is_a_known_setting(path):
 
     unknown = sorted(names - set(ENVIRONMENT_VARIABLES))
     assert unknown == [], f"{path.name} sets variables trading_lib does not read: {unknown}"
+
+
+# -- one source of configuration: docker/airflow.env, read by compose and by the local stacks -------
+AIRFLOW_SERVICES = [*AIRFLOW_COMPONENTS, "airflow-worker", "airflow-init", "s3-init"]
+# What compose sets itself, and why the local stacks differ there.
+COMPOSE_ONLY = {
+    "AIRFLOW__CORE__EXECUTOR": "switched by AIRFLOW_EXECUTOR (docker/celery.env); checked below",
+    "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "compose: no login; local stacks: a generated password",
+    "AIRFLOW__CORE__FERNET_KEY": "compose: empty placeholder; local stacks: Airflow's default",
+    "AIRFLOW__API_AUTH__JWT_SECRET": "a secret: placeholder in compose, generated per local home",
+    "AIRFLOW__API__SECRET_KEY": "a secret: placeholder in compose, generated per local home",
+    "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "the container healthcheck's server on the fixed port 8974",
+    "TRADING_ORCHESTRATOR_SCHEDULE": "none unless set, in both (local stacks: tests/scripts)",
+    "PYTHONPATH": "the mounted source tree of the image; locally trading_lib is installed editable",
+    "DUMB_INIT_SETSID": "the image's init (warm shutdown of the Celery worker)",
+    "_AIRFLOW_DB_MIGRATE": "airflow-init's migration; local stacks run `airflow db migrate`",
+}
+
+
+@pytest.fixture(scope="module")
+def celery_stack(tmp_path_factory) -> CeleryAirflow:
+    # env() only: nothing is started (the ports are picked and kept in the home).
+    return CeleryAirflow(tmp_path_factory.mktemp("celery-home"), 18321)
+
+
+def test_every_airflow_service_reads_the_shared_env_file_and_does_not_override_it(services):
+    shared = read_env_file(SHARED_ENV_FILE)
+    for name in AIRFLOW_SERVICES:
+        service = services[name]
+        assert service.get("env_file") == ["docker/airflow.env"], f"{name} does not read docker/airflow.env"
+        overridden = sorted(set(service.get("environment", {})) & set(shared))
+        assert overridden == [], f"{name} overrides shared settings in docker-compose.yaml: {overridden}"
+        unexplained = sorted(set(service.get("environment", {})) - set(COMPOSE_ONLY) - {"AWS_ENDPOINT_URL"})
+        if name == "s3-init":  # the AWS_* environment of the CLI path, checked against the connection above
+            unexplained = [k for k in unexplained if not k.startswith("AWS_")]
+        assert unexplained == [], f"{name} sets {unexplained} outside docker/airflow.env"
+
+
+def test_shared_env_file_has_no_compose_interpolation():
+    # Compose would substitute ${...} from the caller's shell, the local stacks would not.
+    assert [k for k, v in read_env_file(SHARED_ENV_FILE).items() if "$" in v] == []
+    assert set(WIRING) <= set(read_env_file(SHARED_ENV_FILE))
+
+
+def test_celery_stack_runs_with_composes_settings_on_its_own_ports(services, celery_stack):
+    local = celery_stack.env()
+    addresses = celery_stack.addresses()
+    celery_env = read_env_file(CELERY_ENV_FILE)
+    for name in AIRFLOW_COMPONENTS:
+        compose = service_environment(services[name], celery_env)
+        for key, value in compose.items():
+            if key in COMPOSE_ONLY:
+                continue
+            assert local.get(key) == substitute(value, addresses), f"{name}: {key} differs"
+        assert local["AIRFLOW__CORE__EXECUTOR"] == compose["AIRFLOW__CORE__EXECUTOR"] == "CeleryExecutor"
+    # Every compose service address became one of this stack's loopback ports.
+    for key in WIRING:
+        assert not any(address in local[key] for address in COMPOSE_ADDRESSES), key
+    ports = celery_stack.service_ports()
+    assert f"@127.0.0.1:{ports['postgres']}/airflow" in local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    assert f"@127.0.0.1:{ports['postgres']}/airflow" in local["AIRFLOW__CELERY__RESULT_BACKEND"]
+    assert local["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:@127.0.0.1:{ports['redis']}/0"
+    endpoint = json.loads(local["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
+    assert endpoint == f"http://127.0.0.1:{ports['s3.port']}"
+    assert local["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{celery_stack.port}/execution/"
+
+
+def test_celery_workers_differ_from_composes_worker_only_in_their_names_and_log_ports(services, celery_stack):
+    compose = service_environment(services["airflow-worker"], read_env_file(CELERY_ENV_FILE))
+    base = celery_stack.env()
+    log_ports = set()
+    for worker in WORKERS:
+        env = celery_stack.worker_env(base, worker)
+        differing = {k for k in set(env) | set(base) if env.get(k) != base.get(k)}
+        assert differing == {
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT",
+            "AIRFLOW__CORE__HOSTNAME_CALLABLE",
+            "LOCAL_AIRFLOW_HOSTNAME",
+        }
+        log_ports.add(env["AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT"])
+        for key, value in compose.items():
+            if key not in COMPOSE_ONLY:
+                assert env[key] == substitute(value, celery_stack.addresses()), f"{worker}: {key}"
+    assert len(log_ports) == len(WORKERS), "two log servers on one machine need two ports"
+
+
+def test_sqlite_stack_shares_composes_tuning(services, tmp_path):
+    compose = service_environment(services["airflow-scheduler"])
+    local = LocalAirflow(tmp_path / "home", 18322, str(tmp_path / "data")).env()
+    for key, value in compose.items():
+        if key not in COMPOSE_ONLY and key not in WIRING:
+            assert local[key] == value, key
+    assert local["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+    assert local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+
+
+def test_seaweedfs_keys_are_the_connections(services, celery_stack):
+    connection = json.loads(read_env_file(SHARED_ENV_FILE)["AIRFLOW_CONN_AWS_DEFAULT"])
+    seaweed = service_environment(services["seaweedfs"])
+    assert (seaweed["AWS_ACCESS_KEY_ID"], seaweed["AWS_SECRET_ACCESS_KEY"]) == (
+        connection["login"],
+        connection["password"],
+    )
+    aws = celery_stack.aws_env()
+    assert aws["AWS_ACCESS_KEY_ID"] == connection["login"]
+    assert aws["AWS_SECRET_ACCESS_KEY"] == connection["password"]

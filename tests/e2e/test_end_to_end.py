@@ -56,7 +56,7 @@ def client(airflow):
 
 @pytest.fixture(scope="module")
 def first_run(airflow):
-    return run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False)
+    return run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False, timeout=900)
 
 
 def _aggregation_runs(client) -> list[dict]:

@@ -54,7 +54,7 @@ def served(tmp_path_factory):
     airflow = LocalAirflow(tmp_path_factory.mktemp("browser-airflow"), free_port(), str(data_root))
     airflow.start(timeout=240)
     try:
-        outcome = run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False)
+        outcome = run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False, timeout=900)
         assert outcome["orchestrator"]["state"] == "success", outcome
         assert outcome["aggregation"]["state"] == "success", outcome
         yield airflow, data_root

@@ -140,3 +140,16 @@ def test_the_partition_path_refuses_bad_stored_bars(storage, change, message):
     with pytest.raises(BadDataError, match=re.escape(message)):
         pipeline.analyze_partition(storage, "AAPL", ["2024-01-02T13:30:00-05:00"])
     assert storage.list_keys(layout.RESULTS_PREFIX) == []
+
+
+def test_generate_inputs_writes_a_year_of_bars_that_chunk_within_the_map_limit(tmp_path):
+    """The scale benchmark's "10 contracts x a year": 1,764 window bars per contract, grouped into
+    chunks of two under Airflow's default max_map_length of 1024."""
+    storage = Storage(str(tmp_path))
+    written = pipeline.generate_inputs(storage, num_contracts=2, window_bars=1764)
+    window = AnalysisWindow.parse(written["window_start"], written["window_end"])
+    labels = pipeline.list_partitions(storage, written["contracts"][0], window=window)
+    assert len(labels) == 1764
+    assert pipeline.resolve_window(storage, bars=1764) == window
+    chunks = pipeline.chunk_partitions(labels, 1024)
+    assert len(chunks) == 882 and {len(c) for c in chunks} == {2}

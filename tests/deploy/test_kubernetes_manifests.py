@@ -9,11 +9,12 @@ Security admission) and RBAC in effect are not exercised, since no cluster runs 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 
 import pytest
 import yaml
-from _kubernetes_schema import validate_strictly
+from _kubernetes_schema import KUBERNETES_VERSION, validate_strictly
 
 PROJECT = Path(__file__).resolve().parents[2]
 MANIFESTS = PROJECT / "deploy" / "kubernetes"
@@ -56,3 +57,13 @@ def test_a_misspelt_field_in_a_manifest_is_refused():
 
     with pytest.raises(kubernetes_validate.ValidationError, match="resource"):
         validate_strictly(role)
+
+
+def test_the_targeted_kubernetes_release_is_the_kubernetes_clients_and_the_docs():
+    """The kubernetes client N.x is generated from Kubernetes release-1.N: the pods are rendered with
+    the pinned client, so they are validated against its release; docs/deployment.md names it."""
+    pin = re.search(r"^kubernetes==(\d+)\.", (PROJECT / "requirements.txt").read_text(), re.MULTILINE)
+    assert pin, "kubernetes is not pinned in requirements.txt"
+    assert KUBERNETES_VERSION == f"1.{pin[1]}"
+    docs = " ".join((PROJECT / "docs" / "deployment.md").read_text().split())
+    assert f"Kubernetes {KUBERNETES_VERSION}" in docs

@@ -4,7 +4,9 @@ No Kubernetes cluster can run here, so the pod is rendered, not run: a Kubernete
 built for one mapped instance exactly as the scheduler does (``partial()`` + ``expand_kwargs()``,
 then ``unmap()`` with that instance's kwargs), its pod request is rendered with
 ``build_pod_request_obj(dry_run=True)`` and checked against the Kubernetes API models (serialised
-with the official client and deserialised back into a V1Pod, which validates required fields).
+with the official client and deserialised back into a V1Pod, which validates required fields) and
+against the OpenAPI schema of the targeted Kubernetes release, strict about unknown fields
+(kubernetes-validate, tests/_kubernetes_schema.py).
 The rendered command and arguments are then run locally and must write the same bytes as local mode.
 """
 
@@ -20,6 +22,8 @@ from pathlib import Path
 
 import pendulum
 import pytest
+import yaml
+from _kubernetes_schema import KUBERNETES_VERSION, validate_strictly
 
 from trading_lib.layout import PartitionKeyError, parse_partition_timestamp, result_key
 from trading_lib.settings import load_settings
@@ -43,6 +47,23 @@ S3_SETTINGS_ENV = {
     "TRADING_K8S_STARTUP_TIMEOUT": "120",
 }
 TIMESTAMPS = ["2024-01-02T09:30:00-05:00", "2024-01-02T10:30:00-05:00"]
+
+
+def helm_values_settings_env() -> dict[str, str]:
+    """The TRADING_* settings deploy/helm/values.yaml gives every Airflow component."""
+    values = yaml.safe_load((PROJECT / "deploy" / "helm" / "values.yaml").read_text())
+    return {item["name"]: str(item["value"]) for item in values["env"] if item["name"].startswith("TRADING_")}
+
+
+# Settings the partition pod is rendered with for schema validation.
+POD_SETTINGS_ENV = {
+    "s3-secret": S3_SETTINGS_ENV,
+    # cloud IAM instead of keys: no envFrom
+    "no-s3-secret": {k: v for k, v in S3_SETTINGS_ENV.items() if k != "TRADING_K8S_S3_SECRET"},
+    # every TRADING_K8S_* left to its default: namespace "default", no service account
+    "defaults": {"TRADING_DATA_ROOT": "s3://trading-data/pipeline", "TRADING_EXECUTION_MODE": "kubernetes"},
+    "helm-values": helm_values_settings_env(),
+}
 
 # Kubernetes label syntax (apimachinery validation): value <= 63 chars, alphanumeric at both ends;
 # key = optional DNS-subdomain prefix + '/' + a name with the value's rules (non-empty).
@@ -192,6 +213,50 @@ def test_labels_are_valid_kubernetes_labels(kubernetes_pods, s3_settings, contra
     assert labels["component"] == "partition"
     assert labels["trading/timestamp"] == "20240102_093000"
     assert labels["trading/partitions"] == "1"
+
+
+@pytest.mark.parametrize("contract", ["AAPL", "^VIX", "EURUSD=X", "ABCDEFGHIJ.KLMNOPQRS"])
+@pytest.mark.parametrize("settings_name", sorted(POD_SETTINGS_ENV))
+def test_rendered_pod_validates_strictly_against_the_kubernetes_schema(
+    kubernetes_pods, settings_name, contract
+):
+    settings = load_settings(POD_SETTINGS_ENV[settings_name])
+    manifest, _ = render_pod(kubernetes_pods, settings, contract=contract, timestamps=TIMESTAMPS)
+
+    validate_strictly(manifest)
+    # the variants render different pods: the secret reference is there exactly when configured
+    [container] = manifest["spec"]["containers"]
+    assert bool(container.get("envFrom")) == bool(settings.kubernetes.s3_secret)
+
+
+@pytest.mark.parametrize(
+    "path, field, value",
+    [
+        (("spec", "containers", 0), "imagePullPolicyy", "Always"),
+        (("spec", "containers", 0, "securityContext"), "readOnlyRootFileSystem", True),
+        (("spec",), "serviceAccount_name", "trading-partitions"),
+        (("metadata",), "label", {"app": "trading-pipeline"}),
+        # a known field of the wrong type is refused too
+        (("spec",), "activeDeadlineSeconds", "3600"),
+    ],
+    ids=["container", "securityContext", "spec", "metadata", "wrong-type"],
+)
+def test_schema_validation_refuses_an_unknown_field_or_a_wrong_type(
+    kubernetes_pods, s3_settings, path, field, value
+):
+    import kubernetes_validate
+
+    manifest, _ = render_pod(kubernetes_pods, s3_settings)
+    validate_strictly(manifest)
+    target = manifest
+    for key in path:
+        target = target[key]
+    target[field] = value
+
+    with pytest.raises(kubernetes_validate.ValidationError) as refused:
+        validate_strictly(manifest)
+    assert refused.value.version == KUBERNETES_VERSION
+    assert field in refused.value.message or repr(value) in refused.value.message
 
 
 def test_contract_labels_of_different_symbols_differ(kubernetes_pods):

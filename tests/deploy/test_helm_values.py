@@ -1,6 +1,7 @@
 """deploy/helm/values.yaml (official Apache Airflow chart) and deploy/kubernetes/, checked
 statically (no cluster runs here): they parse, the pipeline settings are ones trading_lib reads and
-accepts, and the names they share (secret, service account, namespace) agree."""
+accepts, the names they share (secret, service account, namespace) agree, and the values the chart
+copies into a container validate against the Kubernetes schema (the chart itself is not rendered)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _kubernetes_schema import validate_strictly
 
 from trading_lib.settings import ENVIRONMENT_VARIABLES, load_settings
 
@@ -127,3 +129,39 @@ def test_example_secrets_hold_placeholders_only(manifests):
                 assert PLACEHOLDER.match(connection["login"]) and PLACEHOLDER.match(connection["password"])
             elif "KEY" in key:
                 assert PLACEHOLDER.match(value), f"{secret['metadata']['name']}.{key} is not a placeholder"
+
+
+def values_components_with_resources() -> list[str]:
+    values = yaml.safe_load(VALUES_FILE.read_text())
+    return sorted(key for key, part in values.items() if isinstance(part, dict) and "resources" in part)
+
+
+def test_components_with_resources_are_found():
+    assert {"apiServer", "scheduler", "triggerer", "dagProcessor"} <= set(values_components_with_resources())
+
+
+@pytest.mark.parametrize("component", values_components_with_resources())
+def test_kubernetes_fragments_of_the_values_validate_strictly(values, component):
+    """The values the chart copies into an Airflow container as they are (env, extraEnvFrom, the
+    component's resources, the image's pull policy), in a minimal pod, against the Kubernetes schema.
+    The chart itself is not rendered here (no helm)."""
+    image = values["images"]["airflow"]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"values-{component.lower()}"},
+        "spec": {
+            "containers": [
+                {
+                    "name": "airflow",
+                    "image": f"{image['repository']}:{image['tag']}",
+                    "imagePullPolicy": image["pullPolicy"],
+                    "env": values["env"],
+                    "envFrom": yaml.safe_load(values["extraEnvFrom"]),
+                    "resources": values[component]["resources"],
+                }
+            ]
+        },
+    }
+
+    validate_strictly(pod)

@@ -528,7 +528,7 @@ def task_instance_tab(
             f"{PARTITION_TASK} instance of {ANALYZE_DAG}.</p>"
         )
         return _page(request, "Partition result", body, "-")
-    labels = partitions_of_map_index(run_id, int(map_index))
+    timestamps = partitions_of_map_index(run_id, int(map_index))
     records = run_records()
     record = next((rec for rec in records if run_id in (rec.get("analyze_symbol_run_ids") or [])), None)
     contract = None
@@ -538,11 +538,11 @@ def task_instance_tab(
     found = {(p["contract"], p["timestamp"]): p for p in (report or {}).get("partitions", [])}
     rows = [
         {
-            "timestamp": label,
-            "signal": (found.get((contract, label)) or {}).get("signal") or "no result in the run's report",
-            "beta": (found.get((contract, label)) or {}).get("beta"),
+            "timestamp": timestamp,
+            "signal": (found.get((contract, timestamp)) or {}).get("signal") or "no result in the run's report",
+            "beta": (found.get((contract, timestamp)) or {}).get("beta"),
         }
-        for label in labels
+        for timestamp in timestamps
     ]
     scope = r.scope_line(
         [

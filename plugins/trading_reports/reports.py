@@ -105,9 +105,9 @@ class TaskCell:
 
 
 def partition_index(chunks: list[list[str]]) -> dict[str, int]:
-    """timestamp label -> map index, from list_partitions' return value (one chunk per mapped
+    """partition timestamp -> map index, from list_partitions' return value (one chunk per mapped
     instance: one timestamp each unless a run has more bars than [core] max_map_length)."""
-    return {label: index for index, chunk in enumerate(chunks) for label in chunk}
+    return {timestamp: index for index, chunk in enumerate(chunks) for timestamp in chunk}
 
 
 def run_of_partition(

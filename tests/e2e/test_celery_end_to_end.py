@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -47,20 +49,19 @@ def stack(tmp_path_factory):
     missing = missing_packages()
     if missing:
         pytest.skip(f"the Celery stack needs {', '.join(missing)} (scripts/install_stack_tools.py)")
-    home = tmp_path_factory.mktemp("celery-stack")
-    # PostgreSQL runs as the postgres user with its data under the home: pytest's temporary folders
-    # are 0700, so let other users through them (traverse only, no listing).
-    for folder in (home, *home.parents):
-        if folder == Path("/tmp") or not str(folder).startswith(str(tmp_path_factory.getbasetemp())):
-            break
-        folder.chmod(folder.stat().st_mode | 0o011)
+    # PostgreSQL runs as the postgres user with its data under the home, so every folder above the
+    # home must let it through. pytest's own root (/tmp/pytest-of-<user>) is 0700 and pytest resets
+    # it to 0700 on purpose, so the home is a folder of its own in the system temp folder.
+    home = Path(tempfile.mkdtemp(prefix="celery-stack-"))
+    home.chmod(0o711)  # traverse only, no listing
     instance = CeleryAirflow(home, free_port())
-    instance.start(timeout=600)
     try:
+        instance.start(timeout=600)
         yield instance
     finally:
         instance.stop()
         still_listening = [p for p in instance.all_ports if _listening(p)]
+        shutil.rmtree(home, ignore_errors=True)
         assert still_listening == [], f"ports still listening after stop: {still_listening}"
 
 

@@ -297,7 +297,8 @@ class CeleryAirflow(LocalAirflow):
         if probe.returncode != 0:
             raise RuntimeError(
                 f"the {PG_OS_USER} user cannot enter {self.home} (a parent folder lacks o+x): "
-                "PostgreSQL keeps its data under the home and refuses to run as root"
+                "PostgreSQL keeps its data under the home and refuses to run as root; give the stack "
+                "a home it can reach (scripts/demo.py --stack celery --home <folder>)"
             )
 
     def _start_postgres(self) -> None:

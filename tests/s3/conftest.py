@@ -16,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,38 +25,14 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+
+# The Celery stack launches the same `weed mini`: one list of its port flags, one port chooser.
+from celery_stack import SEAWEED_PORT_FLAGS, free_ports  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
-# weed mini flags of every port it would otherwise open on a fixed default.
-SEAWEED_PORT_FLAGS = (
-    "master.port",
-    "master.port.grpc",
-    "volume.port",
-    "volume.port.grpc",
-    "filer.port",
-    "filer.port.grpc",
-    "s3.port",
-    "s3.port.grpc",
-    "admin.port",
-    "admin.port.grpc",
-)
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel hands out as free, all held open together so they are distinct."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _stop_group(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is not None:
         return

@@ -31,7 +31,8 @@ REAL_DATA = PROJECT / "input" / "yahoo-1h-2022"
 BAR_WIDTH = 40
 POLL_SECONDS = 2.0
 LOG_EVERY = 10.0  # seconds between progress lines when stdout is not a terminal
-# No deadline: a run takes as long as the machine needs (2,400 partitions: 41 min on 2 busy cores).
+# No deadline: a run takes as long as the machine needs
+# (2,400 partitions: 9 min on 2 quiet cores, 41 min on busy ones).
 # The wait ends when the run ends, or fails when a component of the stack exited. After this long
 # without any change (a partition finished, a run expanded, a state changed), one notice says so,
 # and says it again every STALL_NOTICE seconds; the wait goes on.

@@ -111,6 +111,25 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def weed_mini_command(binary: str, data: Path, bucket: str, ports: dict[str, int]) -> list[str]:
+    """SeaweedFS as one loopback S3 server with ``bucket``, every port of SEAWEED_PORT_FLAGS taken
+    from ``ports``, and nothing else listening (no WebDAV, admin UI, Iceberg or Lance ports)."""
+    return [
+        binary,
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        f"-bucket={bucket}",
+        "-webdav=false",
+        "-admin.ui=false",
+        "-master.telemetry=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        *(f"-{flag}={ports[flag]}" for flag in SEAWEED_PORT_FLAGS),
+    ]
+
+
 def substitute(value: str, addresses: dict[str, str]) -> str:
     """``value`` with each compose service address (COMPOSE_ADDRESSES) replaced by ``addresses``."""
     for compose_address, key in COMPOSE_ADDRESSES.items():
@@ -431,20 +450,7 @@ class CeleryAirflow(LocalAirflow):
         aws = self.aws_env()
         self._launch_service(
             "seaweedfs",
-            [
-                binary,
-                "mini",
-                f"-dir={folder / 'data'}",
-                "-ip=127.0.0.1",
-                "-ip.bind=127.0.0.1",
-                f"-bucket={self.bucket}",
-                "-webdav=false",
-                "-admin.ui=false",
-                "-master.telemetry=false",
-                "-s3.port.iceberg=0",
-                "-s3.port.lance=0",
-                *(f"-{flag}={ports[flag]}" for flag in SEAWEED_PORT_FLAGS),
-            ],
+            weed_mini_command(binary, folder / "data", self.bucket, ports),
             # weed mini makes these keys its admin identity; every other key is refused.
             self._service_env(
                 AWS_ACCESS_KEY_ID=aws["AWS_ACCESS_KEY_ID"], AWS_SECRET_ACCESS_KEY=aws["AWS_SECRET_ACCESS_KEY"]

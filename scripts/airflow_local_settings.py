@@ -23,6 +23,10 @@ PRELOAD = (
     "trading_lib.portfolio",
     "trading_lib.validation",
 )
+# With an s3:// data root (the Celery stack), every task also imports the S3 side: parsing a DAG
+# turns the results asset's s3:// URI through the amazon provider (boto3), and storage opens s3fs.
+# ~1.3 s of CPU in a fresh process.
+S3_PRELOAD = ("airflow.providers.amazon.aws.hooks.s3", "s3fs")
 
 
 def stack_hostname() -> str:
@@ -36,7 +40,8 @@ if _FORKING_PARENT and os.environ.get("LOCAL_AIRFLOW_PRELOAD", "1") != "0":
     import importlib
     import logging
 
-    for _module in PRELOAD:
+    _s3 = os.environ.get("TRADING_DATA_ROOT", "").startswith("s3://")
+    for _module in PRELOAD + (S3_PRELOAD if _s3 else ()):
         try:
             importlib.import_module(_module)
         except Exception:  # a broken preload must never stop the scheduler: tasks import it again

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
+import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -229,9 +231,11 @@ def auth_manager(airflow_db):
 
 def _client(monkeypatch, root: str) -> TestClient:
     monkeypatch.setenv("TRADING_DATA_ROOT", root)
-    from trading_reports.app import app
+    from trading_reports_plugin import TradingReportsPlugin
 
-    return TestClient(app, follow_redirects=False)  # the api-server mounts it under /trading-reports
+    # what the api-server mounts under /trading-reports: the plugin's app, which imports the pages
+    app = TradingReportsPlugin.fastapi_apps[0]["app"]
+    return TestClient(app, follow_redirects=False)
 
 
 @pytest.fixture
@@ -325,7 +329,7 @@ def test_signed_out_or_forged_sessions_go_to_the_login_page(client, page):
 
 
 def test_every_route_of_the_app_needs_a_user(client):
-    from trading_reports.app import app
+    from trading_airflow.ui.app import app
 
     paths = {route.path for route in app.routes if "GET" in getattr(route, "methods", ())}
     assert paths == {
@@ -492,8 +496,8 @@ def test_an_op_user_may_clear(client, auth_manager):
 
 
 def test_grid_cells_link_to_their_mapped_instance_and_show_both_colourings():
-    from trading_reports.rendering import Links, partition_grid
-    from trading_reports.reports import TaskCell, partition_index
+    from trading_airflow.ui.rendering import Links, partition_grid
+    from trading_airflow.ui.reports import TaskCell, partition_index
 
     labels = ["2024-01-22T09:30:00-05:00", "2024-01-22T10:30:00-05:00", "2024-01-22T11:30:00-05:00"]
     # a run past max_map_length: two timestamps share the instance with map index 0
@@ -528,7 +532,7 @@ def test_grid_cells_link_to_their_mapped_instance_and_show_both_colourings():
 
 
 def test_a_partition_maps_to_the_run_whose_window_and_contracts_contain_it():
-    from trading_reports.reports import run_of_partition
+    from trading_airflow.ui.reports import run_of_partition
 
     new = _record(RUN, ("2024-01-22T00:00:00-05:00", "2024-01-24T00:00:00-05:00"))
     old = _record(OLD_RUN, ("2024-01-08T00:00:00-05:00", "2024-01-10T00:00:00-05:00"))
@@ -664,8 +668,27 @@ def test_reports_are_read_from_an_s3_data_root_with_the_airflow_connection(
     assert client.get("/partitions", headers=headers).text.count("data-timestamp=") == 42
 
 
+def test_airflow_loads_the_plugin_without_importing_the_report_pages():
+    """Airflow loads the plugins folder in every process, each task's included: loading this plugin
+    must not import the pages' FastAPI app and the api-server's modules behind it (~1.8 s of CPU in
+    every task, most of a partition's cost on the Celery stack)."""
+    code = (
+        "import json, sys\n"
+        "from airflow import plugins_manager\n"
+        "plugins_manager.ensure_plugins_loaded()\n"
+        "heavy = ['trading_airflow.ui.app', 'airflow.api_fastapi.app', 'fastapi']\n"
+        "print(json.dumps({'plugins': [p['name'] for p in plugins_manager.get_plugin_info()],\n"
+        "  'errors': plugins_manager.get_import_errors(),\n"
+        "  'imported': [m for m in heavy if m in sys.modules]}))\n"
+    )
+    env = {**os.environ, "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert loaded == {"plugins": ["trading_reports"], "errors": {}, "imported": []}
+
+
 def test_plugin_registers_the_app_the_menu_and_the_tabs():
-    from trading_reports import TradingReportsPlugin
+    from trading_reports_plugin import TradingReportsPlugin
 
     assert TradingReportsPlugin.fastapi_apps[0]["url_prefix"] == "/trading-reports"
     views = TradingReportsPlugin.external_views

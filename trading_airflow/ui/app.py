@@ -28,9 +28,10 @@ from trading_airflow.runtime import (
     PARTITION_TASK,
     connection_storage,
 )
-from trading_reports import rendering as r
-from trading_reports.charts import pnl_chart
-from trading_reports.reports import (
+from trading_airflow.ui import PAGES, PREFIX
+from trading_airflow.ui import rendering as r
+from trading_airflow.ui.charts import pnl_chart
+from trading_airflow.ui.reports import (
     latest_run,
     newest_orchestrator_run,
     partition_cells,
@@ -42,14 +43,6 @@ from trading_reports.reports import (
     symbol_reports,
 )
 
-PREFIX = "/trading-reports"
-PAGES = (
-    ("", "Portfolio"),
-    ("partitions", "Partitions"),
-    ("run", "Pipeline run"),
-    ("validation", "Validation"),
-    ("ingestion", "Ingestion"),
-)
 DEFINITIONS = {
     "total_pnl": "Sum over closed trades of position × next bar return × notional (10,000 USD a trade).",
     "win_rate": "Good trades / closed trades. A BUY is good when the next bar's return is > 0, a SELL when < 0.",

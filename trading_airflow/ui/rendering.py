@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote
 
 from trading_airflow.runtime import ANALYZE_DAG, PARTITION_TASK
-from trading_reports.reports import TaskCell
+from trading_airflow.ui.reports import TaskCell
 
 _HERE = Path(__file__).resolve().parent
 STYLE = (_HERE / "page.css").read_text()
@@ -172,7 +172,7 @@ def time_text(value: Any) -> str:
     """An ISO timestamp as 'YYYY-MM-DD HH:MM UTC' (or the text as given when not parseable)."""
     from datetime import UTC
 
-    from trading_reports.reports import parse_time
+    from trading_airflow.ui.reports import parse_time
 
     parsed = parse_time(value)
     if parsed is None:

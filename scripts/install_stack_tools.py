@@ -9,14 +9,12 @@ the packages come with.
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from apt_packages import apt_install  # noqa: E402
 from celery_stack import postgres_bin, redis_server  # noqa: E402
 
 
@@ -33,22 +31,14 @@ def main() -> int:
     missing = missing_packages()
     if not missing:
         return 0
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+    status = apt_install(missing)
+    if status is None:
         print(
             f"missing {', '.join(missing)} and apt-get cannot run here: install them to run the Celery stack",
             file=sys.stderr,
         )
         return 0
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
-    ):
-        result = subprocess.run(command, env=env, check=False, timeout=900)
-        if result.returncode != 0:
-            print(f"{' '.join(command)} failed ({result.returncode})", file=sys.stderr)
-            return 1
-    return 0
+    return 1 if status else 0
 
 
 if __name__ == "__main__":

@@ -8,9 +8,12 @@ install them with apt; elsewhere (not root, no apt) say so: those tests then ski
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from apt_packages import apt_install  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -18,24 +21,11 @@ CHROMIUM = "/usr/bin/chromium"
 def main() -> int:
     if os.path.exists(CHROMIUM):
         return 0
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        print(
-            f"{CHROMIUM} is missing and apt-get cannot run here: browser tests will be skipped",
-            file=sys.stderr,
-        )
+    status = apt_install(["chromium", "chromium-driver"])
+    if status == 0:
         return 0
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (
-        ["apt-get", "update", "-qq"],
-        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium", "chromium-driver"],
-    ):
-        result = subprocess.run(command, env=env, check=False, timeout=900)
-        if result.returncode != 0:
-            print(
-                f"{' '.join(command)} failed ({result.returncode}): browser tests will be skipped",
-                file=sys.stderr,
-            )
-            return 0
+    reason = "apt-get cannot run here" if status is None else f"apt-get failed ({status})"
+    print(f"{CHROMIUM} is missing and {reason}: browser tests will be skipped", file=sys.stderr)
     return 0
 
 

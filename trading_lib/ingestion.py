@@ -202,6 +202,17 @@ def _forget_memoized_answers() -> None:
     YfData.cache_get.cache_clear()
 
 
+def _open_time_zone_cache() -> None:
+    """yfinance keeps ticker time zones in a SQLite file whose first connection switches it to WAL.
+    Fetch threads that open a new cache at the same moment race on that switch and the loser gets
+    "database is locked": a fresh worker's first ingest failed a ticker this way in CI (1 in 30 to
+    80 new caches under 7 threads). Opening the cache before the threads start leaves them only
+    reads and inserts, which SQLite serializes."""
+    from yfinance.cache import get_tz_cache
+
+    get_tz_cache().lookup(MARKET_INDEX)
+
+
 def _fetch(
     symbol: str,
     start: str,
@@ -366,6 +377,7 @@ def ingest_market_data(
             f"1h bars exist only for the last {YAHOO_INTRADAY_DAYS} days"
         )
     fetch_args = (str(fetch_start.date()), str(end_day.date()), session, max_attempts, backoff_seconds)
+    _open_time_zone_cache()
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         fetched = dict(zip(tickers, pool.map(lambda t: _fetch(t, *fetch_args), tickers), strict=True))
     report.tickers = [result for _, result in fetched.values()]

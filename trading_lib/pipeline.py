@@ -197,9 +197,8 @@ def analyze_partition(storage: Storage, contract: str, timestamps: Sequence[obje
     contract = validate_symbol(contract)
     store = BarStore(storage)
     written = []
-    for value in timestamps:
-        ts = layout.parse_partition_timestamp(value)
-        bars = store.lookback(contract, ts, BETA_WINDOW_BARS + 1)
+    parsed = [layout.parse_partition_timestamp(value) for value in timestamps]
+    for ts, bars in zip(parsed, store.lookbacks(contract, parsed, BETA_WINDOW_BARS + 1), strict=True):
         check_bars(bars, f"{storage.url(layout.BARS_PREFIX)} (look-back of {contract} {ts.isoformat()})")
         row = partition_row(bars, contract, ts)
         key = layout.result_key(contract, ts)

@@ -17,8 +17,11 @@ every consumer reads here: this module is the only one that knows the layout of 
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from trading_lib import layout
@@ -133,19 +136,42 @@ class BarStore:
         or before ``ts``, reaching back far enough for ``bars`` ^GSPC bars AND one bar of the contract
         before them (its first return's previous close), so the result equals that of a computation
         over the whole history."""
-        day = layout.session_date(ts)
-        days = [d for d in self.sessions() if d <= day]
-        count = LOOKBACK_SESSIONS
-        while True:
-            frame = self.read_sessions(days[-count:], [contract, *INDICES], ["symbol", "timestamp", "close"])
-            frame = frame[frame["timestamp"] <= ts]
-            market = frame.loc[frame["symbol"] == MARKET_INDEX, "timestamp"]
-            stock = frame.loc[frame["symbol"] == contract, "timestamp"]
-            if len(market) >= bars and (stock < market.iloc[-bars]).any():
-                return frame.reset_index(drop=True)
-            if count >= len(days):
-                return frame.reset_index(drop=True)
-            count = min(len(days), count * 2)
+        return next(self.lookbacks(contract, [ts], bars))
+
+    def lookbacks(
+        self, contract: str, timestamps: Iterable[pd.Timestamp], bars: int
+    ) -> Iterator[pd.DataFrame]:
+        """:meth:`lookback` of each of ``timestamps`` in turn, equal frame for frame, reading each
+        session file once: a chunk of consecutive partitions shares most of its look-back, and on
+        S3 every read is a round trip."""
+        stored = self.sessions()
+        symbols, columns = [contract, *INDICES], ["symbol", "timestamp", "close"]
+        loaded: set[str] = set()
+        rows = self.read_sessions([], symbols, columns)
+        row_days = pd.Series(dtype=object)
+        for ts in timestamps:
+            days = stored[: bisect.bisect_right(stored, layout.session_date(ts))]
+            count = LOOKBACK_SESSIONS
+            while True:
+                wanted = days[-count:]
+                missing = [d for d in wanted if d not in loaded]
+                if missing:
+                    new = self.read_sessions(missing, symbols, columns)
+                    loaded.update(missing)
+                    if len(new):
+                        rows = new if rows.empty else pd.concat([rows, new], ignore_index=True)
+                        rows = rows.sort_values(["symbol", "timestamp"], kind="stable", ignore_index=True)
+                        row_days = rows["timestamp"].dt.strftime("%Y-%m-%d")
+                # Rows are sorted by (symbol, timestamp) like one read of ``wanted`` would be, and a
+                # session file holds exactly the bars whose exchange-time date names it.
+                inside = (row_days >= wanted[0]).to_numpy() if wanted else np.zeros(len(rows), bool)
+                frame = rows[inside & (rows["timestamp"] <= ts).to_numpy()]
+                market = frame.loc[frame["symbol"] == MARKET_INDEX, "timestamp"]
+                stock = frame.loc[frame["symbol"] == contract, "timestamp"]
+                if (len(market) >= bars and (stock < market.iloc[-bars]).any()) or count >= len(days):
+                    yield frame.reset_index(drop=True)
+                    break
+                count = min(len(days), count * 2)
 
     def latest_window(self, bars: int) -> AnalysisWindow:
         """The window of the last ``bars`` stored ^GSPC bars (the default of a manual run)."""

@@ -99,6 +99,64 @@ def test_lookback_reads_enough_history_and_no_later_bar(tmp_path):
     assert set(frame["symbol"]) == {"AAPL", "^GSPC", "^VIX"}
 
 
+class CountingStorage(Storage):
+    """A real local Storage that records which files each parquet read asked for."""
+
+    def __init__(self, root: str):
+        super().__init__(root)
+        self.read_keys: list[str] = []
+
+    def read_parquet_many(self, keys, columns=None, filters=None):
+        keys = list(keys)
+        self.read_keys += keys
+        return super().read_parquet_many(keys, columns=columns, filters=filters)
+
+
+def test_lookbacks_of_a_chunk_equal_each_partitions_own_lookback_and_read_each_file_once(tmp_path):
+    days = pd.bdate_range("2024-02-01", periods=40)
+    storage = CountingStorage(str(tmp_path))
+    store = BarStore(storage)
+    for i, day in enumerate(days):
+        # AAPL trades nowhere in sessions 14-27: partitions after the gap reach back past it
+        contracts = ("MSFT",) if 14 <= i < 28 else ("AAPL", "MSFT")
+        store.write(_data(str(day.date()), close=1.0 + i / 100, contracts=contracts), "test")
+    stored = store.sessions()
+    timestamps = list(
+        store.bar_times(
+            "AAPL",
+            AnalysisWindow(
+                pd.Timestamp(f"{days[0].date()} 09:30", tz="America/New_York"),
+                pd.Timestamp(f"{days[-1].date()} 16:00", tz="America/New_York"),
+            ),
+        )
+    )
+    storage.read_keys.clear()
+    chunk = list(store.lookbacks("AAPL", timestamps, BETA_WINDOW_BARS + 1))
+    assert sorted(storage.read_keys) == sorted(set(storage.read_keys))  # every file once
+    assert len(chunk) == len(timestamps) == 26 * 5
+    reached_past_the_gap = 0
+    for ts, frame in zip(timestamps, chunk, strict=True):
+        # the reference: what one partition alone reads (the sessions it needs, doubling back)
+        before = [d for d in stored if d <= layout.session_date(ts)]
+        count = 12
+        while True:
+            expected = store.read_sessions(
+                before[-count:], ["AAPL", "^GSPC", "^VIX"], ["symbol", "timestamp", "close"]
+            )
+            expected = expected[expected["timestamp"] <= ts].reset_index(drop=True)
+            market = expected.loc[expected["symbol"] == "^GSPC", "timestamp"]
+            stock = expected.loc[expected["symbol"] == "AAPL", "timestamp"]
+            if (
+                len(market) >= BETA_WINDOW_BARS + 1 and (stock < market.iloc[-BETA_WINDOW_BARS - 1]).any()
+            ) or (count >= len(before)):
+                break
+            count *= 2
+        reached_past_the_gap += count > 12
+        pd.testing.assert_frame_equal(frame, expected, check_exact=True)
+        assert store.lookback("AAPL", ts, BETA_WINDOW_BARS + 1).equals(frame)
+    assert reached_past_the_gap > 0
+
+
 def test_a_foreign_file_in_the_store_is_named(tmp_path):
     storage = Storage(str(tmp_path))
     storage.write_bytes(layout.bars_key("2024-01-02"), b"not parquet")

@@ -1,15 +1,15 @@
 """Scale benchmark: many partitions through a real Airflow stack, against the no-op floor.
 
     python bench/bench_scale.py [--stack local] [--contracts 100] [--bars 24] [--rounds 1]
-    python bench/bench_scale.py --stack celery --contracts 10 --bars year      # chunked mapping
+    python bench/bench_scale.py --stack celery --contracts 10 --bars year --partitions-per-task 28
 
 Default: 100 contracts x 24 bars = 2,400 mapped partitions (1 orchestrator run, 100 analyze_symbol
 runs, 1 aggregation) in the stack `make demo` runs (SQLite, LocalExecutor, parallelism 16), and
 the no-op pipeline of the same shape (bench/noop_dags/) in the same Airflow. `--bars year` is 1,764
-bars per contract: analyze_symbol groups them into 882 chunks of 2 (past [core] max_map_length),
-the no-op floor the same way. After a small warm-up of each (2 contracts), the pipelines run
-one after the other, interleaved, the order swapped every round, so load from other work on the
-machine falls on both alike.
+bars per contract: analyze_symbol groups them into chunks of consecutive bars, 882 chunks of 2
+(past [core] max_map_length) or `--partitions-per-task` bars each, the no-op floor the same way.
+After a small warm-up of each (2 contracts), the pipelines run one after the other, interleaved,
+the order swapped every round, so load from other work on the machine falls on both alike.
 
 Each run reports:
 - wall: the orchestrator run's queued_at -> the end of the aggregation run it starts (server
@@ -75,9 +75,9 @@ class LocalStack:
     name = "local"
     description = "SQLite, LocalExecutor, parallelism 16 (make demo's stack)"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, env: dict[str, str]):
         self.data_root = root / "data"
-        self.airflow = LocalAirflow(root / "home", free_port(), str(self.data_root), {}, _dags_folder(root))
+        self.airflow = LocalAirflow(root / "home", free_port(), str(self.data_root), env, _dags_folder(root))
 
     def start(self) -> None:
         self.airflow.start(timeout=300)
@@ -104,13 +104,13 @@ class CeleryStack(LocalStack):
     name = "celery"
     description = "PostgreSQL, Redis, 2 Celery workers, SeaweedFS (make demo STACK=celery's stack)"
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, env: dict[str, str]):
         try:
             from celery_stack import CeleryAirflow
         except ImportError:
             raise SystemExit("--stack celery: scripts/celery_stack.py is not on this branch") from None
         root.chmod(0o755)  # PostgreSQL runs as the postgres user and keeps its data under the home
-        self.airflow = CeleryAirflow(root / "home", free_port(), {}, _dags_folder(root))
+        self.airflow = CeleryAirflow(root / "home", free_port(), env, _dags_folder(root))
 
     def start(self) -> None:
         self.airflow.start(timeout=600)
@@ -443,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", default="local", choices=sorted(STACKS))
     parser.add_argument("--contracts", type=int, default=100)
     parser.add_argument("--bars", type=parse_bars, default=24, help="bars per contract, or 'year' (1,764)")
+    parser.add_argument(
+        "--partitions-per-task", type=int, default=1, help="TRADING_PARTITIONS_PER_TASK of both pipelines"
+    )
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pipelines", default="trading,no-op", help="comma-separated: trading, no-op")
     parser.add_argument("--warmup-contracts", type=int, default=2, help="0: no warm-up runs")
@@ -459,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     started_at = datetime.now(UTC)
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        stack = STACKS[args.stack](Path(tmp))
+        stack = STACKS[args.stack](Path(tmp), {"TRADING_PARTITIONS_PER_TASK": str(args.partitions_per_task)})
         try:
             t = time.monotonic()
             stack.start()
@@ -492,13 +495,17 @@ def main(argv: list[str] | None = None) -> int:
         "stack": args.stack,
         "contracts": args.contracts,
         "bars": args.bars,
+        "partitions_per_task": args.partitions_per_task,
         "cpus": os.cpu_count(),
         "summary": summary,
         "results": results,
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
-    print(f"\n{args.contracts} contracts x {args.bars} bars, {args.stack} stack: {json.dumps(summary)}")
+    print(
+        f"\n{args.contracts} contracts x {args.bars} bars ({args.partitions_per_task} per task), "
+        f"{args.stack} stack: {json.dumps(summary)}"
+    )
     return 0
 
 

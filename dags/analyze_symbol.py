@@ -22,7 +22,9 @@ runs once more. Or trigger this DAG with
 
 **More bars than `[core] max_map_length`** (1024 by default; a year of hourly bars is ~1,764):
 consecutive partitions are grouped into equal chunks, one chunk per mapped instance, so a run
-never exceeds the limit. Raise `AIRFLOW__CORE__MAX_MAP_LENGTH` to keep one partition per instance.
+never exceeds the limit. Raise `AIRFLOW__CORE__MAX_MAP_LENGTH` to keep one partition per instance,
+or set `TRADING_PARTITIONS_PER_TASK` to put more partitions in each instance: a chunk reads its
+look-back once, and fewer instances cost the scheduler and the executor less.
 
 Runs started by trading_orchestrator carry `orchestrator_run_id`; their results are announced
 once by the orchestrator, not by each symbol.
@@ -116,7 +118,9 @@ def analyze_symbol():
             timestamps = pipeline.list_partitions(
                 storage, params["contract"], window=window, timestamps=params.get("timestamps")
             )
-        return pipeline.chunk_partitions(timestamps, conf.getint("core", "max_map_length"))
+        return pipeline.chunk_partitions(
+            timestamps, conf.getint("core", "max_map_length"), SETTINGS.partitions_per_task
+        )
 
     chunks = list_partitions()
 

@@ -177,13 +177,13 @@ def list_partitions(
     return [ts.isoformat() for ts in times]
 
 
-def chunk_partitions(timestamps: Sequence[str], max_map_length: int) -> list[list[str]]:
-    """One partition per mapped task instance; past ``max_map_length`` partitions (Airflow's
-    [core] max_map_length), consecutive partitions are grouped into equal chunks so the number of
-    mapped instances stays within the limit."""
-    if max_map_length < 1:
-        raise ValueError("max_map_length must be positive")
-    size = max(1, math.ceil(len(timestamps) / max_map_length))
+def chunk_partitions(timestamps: Sequence[str], max_map_length: int, per_task: int = 1) -> list[list[str]]:
+    """Consecutive partitions in equal chunks, one chunk per mapped task instance: ``per_task``
+    partitions each (TRADING_PARTITIONS_PER_TASK), or more past ``max_map_length`` partitions
+    (Airflow's [core] max_map_length) so the number of mapped instances stays within the limit."""
+    if max_map_length < 1 or per_task < 1:
+        raise ValueError("max_map_length and per_task must be positive")
+    size = max(per_task, math.ceil(len(timestamps) / max_map_length))
     return [list(timestamps[i : i + size]) for i in range(0, len(timestamps), size)]
 
 

@@ -26,6 +26,8 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_ORCHESTRATOR_END_DATE": "last day of the schedule, YYYY-MM-DD (default: none)",
     "TRADING_ORCHESTRATOR_CATCHUP": "true: the scheduler also runs the intervals missed since the start date",
     "TRADING_SYMBOLS": "stocks a run ingests when its conf names none, comma-separated",
+    "TRADING_PARTITIONS_PER_TASK": "partitions per mapped analyze_partition instance (default 1; more when a "
+    "run has more bars than [core] max_map_length)",
     "TRADING_YAHOO_ENDPOINT": "send Yahoo requests to this http://host:port (a mirror; the tests' replay)",
     "TRADING_TASK_IMAGE": "image of the KubernetesPodOperator partitions",
     "TRADING_K8S_NAMESPACE": "namespace of partition pods",
@@ -112,6 +114,7 @@ class Settings:
     orchestrator_end_date: str | None = None
     orchestrator_catchup: bool = False
     yahoo_endpoint: str | None = None
+    partitions_per_task: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     task_image: str = "trading-pipeline:latest"
     kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
@@ -167,6 +170,7 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
         orchestrator_end_date=end_date,
         orchestrator_catchup=catchup in ("true", "1", "yes"),
         yahoo_endpoint=env.get("TRADING_YAHOO_ENDPOINT", "").strip() or None,
+        partitions_per_task=_positive_int(env, "TRADING_PARTITIONS_PER_TASK", 1),
         symbols=_symbols(env),
         aws_conn_id=env.get("TRADING_AWS_CONN_ID", "").strip() or "aws_default",
         execution_mode=mode,

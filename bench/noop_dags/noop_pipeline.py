@@ -4,8 +4,9 @@
 Airflow's own floor for this shape, measured by bench/bench_pipeline.py against the real pipeline:
 an orchestrator (check → ingest (skipped) → validate → branch → select → mapped
 TriggerDagRunOperator waiting deferrably → publish an asset), one per-symbol run per contract
-mapping a no-op over `window_bars` timestamps (24 by default; past `[core] max_map_length` grouped
-into equal chunks, as analyze_symbol does), and an asset-scheduled aggregation.
+mapping a no-op over `window_bars` timestamps (24 by default; grouped, past `[core] max_map_length` or
+by `TRADING_PARTITIONS_PER_TASK`, into equal chunks as analyze_symbol does), and an asset-scheduled
+aggregation.
 """
 
 from __future__ import annotations
@@ -111,9 +112,12 @@ def noop_symbol():
     def list_partitions() -> list[list[str]]:
         from airflow.configuration import conf
 
+        from trading_lib.settings import load_settings
+
         labels = [f"t{i}" for i in range(get_current_context()["params"]["bars"])]
         # trading_lib.pipeline.chunk_partitions (not imported: it brings pandas into a no-op task)
-        size = max(1, math.ceil(len(labels) / conf.getint("core", "max_map_length")))
+        per_task = load_settings().partitions_per_task
+        size = max(per_task, math.ceil(len(labels) / conf.getint("core", "max_map_length")))
         return [labels[i : i + size] for i in range(0, len(labels), size)]
 
     @task(map_index_template="{{ format_timestamp }}")

@@ -27,6 +27,8 @@ def test_s3_root_and_trailing_slash():
         ({"TRADING_K8S_IMAGE_PULL_POLICY": "Sometimes"}, "TRADING_K8S_IMAGE_PULL_POLICY"),
         ({"TRADING_K8S_STARTUP_TIMEOUT": "soon"}, "TRADING_K8S_STARTUP_TIMEOUT"),
         ({"TRADING_K8S_STARTUP_TIMEOUT": "-5"}, "TRADING_K8S_STARTUP_TIMEOUT"),
+        ({"TRADING_PARTITIONS_PER_TASK": "0"}, "TRADING_PARTITIONS_PER_TASK"),
+        ({"TRADING_PARTITIONS_PER_TASK": "many"}, "TRADING_PARTITIONS_PER_TASK"),
     ],
 )
 def test_bad_values_name_the_variable(env, field):

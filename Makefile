@@ -81,6 +81,7 @@ bench: $(TEST_STAMP)
 
 ## make bench-scale [BENCH_ARGS='--contracts 100 --rounds 2']: 2,400 partitions vs the no-op floor (~30 min on 2 cores)
 bench-scale: $(TEST_STAMP)
+	@if [[ "$(BENCH_ARGS)" == *celery* ]]; then $(PY) scripts/install_stack_tools.py; fi
 	$(PY) bench/bench_scale.py $(BENCH_ARGS)
 
 lint: $(TEST_STAMP)

@@ -250,9 +250,16 @@ class Storage:
             schema = pq.read_schema(self._source(key), filesystem=self._arrow_fs())
         except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             raise self._parquet_error(key, exc) from exc
-        return {
-            k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")
-        }
+        return _key_value_metadata(schema)
+
+    def read_parquet_with_metadata(self, key: str) -> tuple[pd.DataFrame, dict[str, str]]:
+        """A parquet file and its key-value metadata from one read (one GET on S3)."""
+        data = self.read_bytes(key)
+        try:
+            table = pq.read_table(pa.BufferReader(data))
+        except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
+            raise self._parquet_error(key, exc) from exc
+        return table.to_pandas(), _key_value_metadata(table.schema)
 
     def read_parquet_many(
         self, keys: Iterable[str], columns: list[str] | None = None, filters: list[tuple] | None = None
@@ -263,9 +270,19 @@ class Storage:
             return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
         paths = [self._source(k) for k in keys]
         try:
-            table = pq.ParquetDataset(paths, filesystem=self._arrow_fs(), filters=filters).read(
-                columns=columns
-            )
+            if self.is_s3:
+                # One batch of concurrent GETs on s3fs's event loop: a dataset scan through the
+                # fsspec handler opens the files one after the other, a HEAD and a GET each
+                # (1,841 result files of a contract-year: 8.6 s that way on SeaweedFS).
+                blobs = self.fs.cat(paths, on_error="raise")
+                table = pa.concat_tables(
+                    [
+                        pq.read_table(pa.BufferReader(blobs[p]), columns=columns, filters=filters)
+                        for p in paths
+                    ]
+                )
+            else:
+                table = pq.ParquetDataset(paths, filters=filters).read(columns=columns)
         except Exception as exc:  # noqa: BLE001 - sorted by _parquet_error
             for key in keys:  # which file: missing, unreachable (retryable) or corrupt
                 self.read_parquet_metadata(key)
@@ -379,3 +396,8 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _key_value_metadata(schema: pa.Schema) -> dict[str, str]:
+    """A parquet schema's key-value metadata, decoded, without pandas' own."""
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items() if not k.startswith(b"pandas")}

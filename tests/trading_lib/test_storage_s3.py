@@ -119,6 +119,38 @@ def test_parquet_filters_and_columns_are_applied_on_read(s3_server):
     pd.testing.assert_frame_equal(msft, expected)
 
 
+def test_many_files_read_as_one_frame_in_key_order_with_filters(s3_server, frame):
+    storage = _storage(s3_server)
+    keys = [f"r/{i:03d}.parquet" for i in range(150)]  # more than one batch of concurrent GETs
+    for i, key in enumerate(keys):
+        storage.write_parquet(key, frame.assign(close=frame["close"] + i))
+    many = storage.read_parquet_many(
+        reversed(keys), columns=["contract", "close"], filters=[("contract", "==", "MSFT")]
+    )
+    expected = pd.concat([frame.assign(close=frame["close"] + i) for i in reversed(range(150))])
+    expected = expected.loc[expected["contract"] == "MSFT", ["contract", "close"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(many, expected)
+    local = Storage(str(s3_server.workdir / "local-copy"))
+    for key in keys:
+        local.write_parquet(key, storage.read_parquet(key))
+    pd.testing.assert_frame_equal(storage.read_parquet_many(keys), local.read_parquet_many(keys))
+    storage.write_bytes("r/bad.parquet", b"not parquet")
+    with pytest.raises(MissingInputError, match=r"r/none\.parquet does not exist"):
+        storage.read_parquet_many([*keys[:3], "r/none.parquet"])
+    with pytest.raises(CorruptInputError, match=r"r/bad\.parquet is not a readable parquet file"):
+        storage.read_parquet_many([*keys[:3], "r/bad.parquet"])
+
+
+def test_a_file_and_its_metadata_in_one_read(s3_server, frame):
+    storage = _storage(s3_server)
+    storage.write_parquet("r/x.parquet", frame, {"trading.sources": "v1"})
+    got, metadata = storage.read_parquet_with_metadata("r/x.parquet")
+    pd.testing.assert_frame_equal(got, frame)
+    assert metadata == {"trading.sources": "v1"}
+    with pytest.raises(MissingInputError, match=r"r/none\.parquet does not exist"):
+        storage.read_parquet_with_metadata("r/none.parquet")
+
+
 def test_sees_objects_written_and_deleted_by_another_client(s3_server):
     # Pods and other workers write beside this process: s3fs's cached listings must not hide that.
     storage = _storage(s3_server)

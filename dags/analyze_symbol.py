@@ -102,7 +102,7 @@ def analyze_symbol():
     def list_partitions(params=None, dag_run=None) -> list[list[str]]:
         from airflow.configuration import conf
 
-        from trading_lib import pipeline
+        from trading_lib import layout, pipeline
         from trading_lib.run_request import check_keys
 
         with bad_input_fails_fast():
@@ -118,7 +118,7 @@ def analyze_symbol():
             timestamps = pipeline.list_partitions(
                 storage, params["contract"], window=window, timestamps=params.get("timestamps")
             )
-        return pipeline.chunk_partitions(
+        return layout.chunk_partitions(
             timestamps, conf.getint("core", "max_map_length"), SETTINGS.partitions_per_task
         )
 

@@ -18,6 +18,7 @@ session date is its local date. <SEG> is the contract as a path segment (symbols
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -105,6 +106,16 @@ def format_timestamp(ts: pd.Timestamp) -> str:
     """ISO 8601 with offset in exchange time, e.g. 2024-01-02T09:30:00-05:00: a partition's
     timestamp as conf, XCom, the CLI and the UI write it (parse_partition_timestamp reads it)."""
     return to_exchange_time(ts).isoformat()
+
+
+def chunk_partitions(timestamps: Sequence[str], max_map_length: int, per_task: int = 1) -> list[list[str]]:
+    """Consecutive partitions in equal chunks, one chunk per mapped task instance: ``per_task``
+    partitions each (TRADING_PARTITIONS_PER_TASK), or more past ``max_map_length`` partitions
+    (Airflow's [core] max_map_length) so the number of mapped instances stays within the limit."""
+    if max_map_length < 1 or per_task < 1:
+        raise ValueError("max_map_length and per_task must be positive")
+    size = max(per_task, math.ceil(len(timestamps) / max_map_length))
+    return [list(timestamps[i : i + size]) for i in range(0, len(timestamps), size)]
 
 
 def partition_name(contract: str, timestamps: Sequence[str]) -> str:

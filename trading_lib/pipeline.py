@@ -179,16 +179,6 @@ def list_partitions(
     return [ts.isoformat() for ts in times]
 
 
-def chunk_partitions(timestamps: Sequence[str], max_map_length: int, per_task: int = 1) -> list[list[str]]:
-    """Consecutive partitions in equal chunks, one chunk per mapped task instance: ``per_task``
-    partitions each (TRADING_PARTITIONS_PER_TASK), or more past ``max_map_length`` partitions
-    (Airflow's [core] max_map_length) so the number of mapped instances stays within the limit."""
-    if max_map_length < 1 or per_task < 1:
-        raise ValueError("max_map_length and per_task must be positive")
-    size = max(per_task, math.ceil(len(timestamps) / max_map_length))
-    return [list(timestamps[i : i + size]) for i in range(0, len(timestamps), size)]
-
-
 def analyze_partition(storage: Storage, contract: str, timestamps: Sequence[object]) -> list[dict[str, Any]]:
     """Analyse and write each (contract, timestamp) partition: read its look-back from the bar
     store, check it against the data contract, compute its row, write its file. Returns one dict
@@ -227,8 +217,9 @@ def summarize_symbol(
     keys = [layout.result_key(contract, layout.parse_partition_timestamp(t)) for t in timestamps]
     # One listing per session folder rather than one existence check per partition (on S3 a round
     # trip each: a year is ~250 listings against ~1,760 checks).
-    folders = {folder: set(storage.list_entries(folder)) for folder in {k.rsplit("/", 1)[0] for k in keys}}
-    present = [k for k in keys if k.rsplit("/", 1)[1] in folders[k.rsplit("/", 1)[0]]]
+    split = [key.rsplit("/", 1) for key in keys]
+    listed = {folder: set(storage.list_entries(folder)) for folder in {folder for folder, _ in split}}
+    present = [key for key, (folder, name) in zip(keys, split, strict=True) if name in listed[folder]]
     results = storage.read_parquet_many(present)
     signals = results["signal"].value_counts().to_dict() if not results.empty else {}
     summary = {

@@ -11,8 +11,6 @@ aggregation.
 
 from __future__ import annotations
 
-import math
-
 import pendulum
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
 from airflow.sdk import Asset, Param, dag, get_current_context, task
@@ -112,13 +110,13 @@ def noop_symbol():
     def list_partitions() -> list[list[str]]:
         from airflow.configuration import conf
 
+        from trading_lib.layout import chunk_partitions
         from trading_lib.settings import load_settings
 
         labels = [f"t{i}" for i in range(get_current_context()["params"]["bars"])]
-        # trading_lib.pipeline.chunk_partitions (not imported: it brings pandas into a no-op task)
-        per_task = load_settings().partitions_per_task
-        size = max(per_task, math.ceil(len(labels) / conf.getint("core", "max_map_length")))
-        return [labels[i : i + size] for i in range(0, len(labels), size)]
+        return chunk_partitions(
+            labels, conf.getint("core", "max_map_length"), load_settings().partitions_per_task
+        )
 
     @task(map_index_template="{{ format_timestamp }}")
     def analyze_partition(partition_timestamps: list[str]) -> int:

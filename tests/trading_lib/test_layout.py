@@ -40,3 +40,24 @@ def test_to_exchange_time_normalises_series():
 def test_report_key_rejects_path_tricks(name):
     with pytest.raises(ValueError, match="bad report name"):
         layout.report_key(name)
+
+
+@pytest.mark.parametrize(
+    ("count", "limit", "per_task", "sizes"),
+    [
+        (24, 1024, 1, [1] * 24),
+        (24, 10, 1, [3] * 8),
+        (1764, 1024, 1, [2] * 882),
+        (5, 2, 1, [3, 2]),
+        (0, 10, 1, []),
+        (1764, 1024, 28, [28] * 63),
+        (24, 10, 5, [5, 5, 5, 5, 4]),
+        (1764, 20, 28, [89] * 19 + [73]),  # the limit wins over a smaller chunk
+    ],
+)
+def test_chunking_keeps_mapped_instances_within_the_limit(count, limit, per_task, sizes):
+    labels = [f"t{i}" for i in range(count)]
+    chunks = layout.chunk_partitions(labels, limit, per_task)
+    assert [len(c) for c in chunks] == sizes
+    assert len(chunks) <= limit
+    assert [label for chunk in chunks for label in chunk] == labels

@@ -83,27 +83,6 @@ def test_resolve_window_errors(storage):
         pipeline.resolve_window(storage, "soon", "later")
 
 
-@pytest.mark.parametrize(
-    ("count", "limit", "per_task", "sizes"),
-    [
-        (24, 1024, 1, [1] * 24),
-        (24, 10, 1, [3] * 8),
-        (1764, 1024, 1, [2] * 882),
-        (5, 2, 1, [3, 2]),
-        (0, 10, 1, []),
-        (1764, 1024, 28, [28] * 63),
-        (24, 10, 5, [5, 5, 5, 5, 4]),
-        (1764, 20, 28, [89] * 19 + [73]),  # the limit wins over a smaller chunk
-    ],
-)
-def test_chunking_keeps_mapped_instances_within_the_limit(count, limit, per_task, sizes):
-    labels = [f"t{i}" for i in range(count)]
-    chunks = pipeline.chunk_partitions(labels, limit, per_task)
-    assert [len(c) for c in chunks] == sizes
-    assert len(chunks) <= limit
-    assert [label for chunk in chunks for label in chunk] == labels
-
-
 def test_nothing_to_aggregate_is_an_error(tmp_path):
     with pytest.raises(MissingInputError):
         pipeline.aggregate(Storage(str(tmp_path)))
@@ -160,5 +139,5 @@ def test_generate_inputs_writes_a_year_of_bars_that_chunk_within_the_map_limit(t
     labels = pipeline.list_partitions(storage, written["contracts"][0], window=window)
     assert len(labels) == 1764
     assert pipeline.resolve_window(storage, bars=1764) == window
-    chunks = pipeline.chunk_partitions(labels, 1024)
+    chunks = layout.chunk_partitions(labels, 1024)
     assert len(chunks) == 882 and {len(c) for c in chunks} == {2}

@@ -86,6 +86,23 @@ def test_more_partitions_than_max_map_length_are_chunked(dagbag, data_root, monk
     )
 
 
+def test_partitions_per_task_puts_that_many_bars_in_each_mapped_instance(dagbag, data_root, monkeypatch):
+    import dataclasses
+
+    _generate(data_root, contracts=1)
+    dag = dagbag.dags["analyze_symbol"]
+    # TRADING_PARTITIONS_PER_TASK is read once, when the DAG file is parsed (trading_airflow.runtime)
+    dag_globals = dag.get_task("list_partitions").python_callable.__globals__
+    settings = dataclasses.replace(dag_globals["SETTINGS"], partitions_per_task=5)
+    monkeypatch.setitem(dag_globals, "SETTINGS", settings)
+    run = dag.test(run_conf={"contract": "AAPL"})
+    assert run.state == "success"
+    assert _states(run)["analyze_partition"] == ["success"] * 5  # 24 bars in chunks of 5, 5, 5, 5, 4
+    pd.testing.assert_frame_equal(
+        _written(data_root, "AAPL"), _direct_results(data_root, "AAPL"), check_exact=True
+    )
+
+
 def test_aggregate_portfolio_report_equals_the_direct_computation(dagbag, data_root):
     _generate(data_root)
     for contract in ("AAPL", "MSFT", "GOOGL"):

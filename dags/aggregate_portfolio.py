@@ -28,6 +28,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, task
 
 from trading_airflow.runtime import (
+    AGGREGATE_DAG,
     DEFAULT_ARGS,
     RESULTS_ASSET,
     START_DATE,
@@ -38,7 +39,7 @@ from trading_lib.run_request import DATE_PATTERN
 
 
 @dag(
-    dag_id="aggregate_portfolio",
+    dag_id=AGGREGATE_DAG,
     schedule=[RESULTS_ASSET],
     start_date=START_DATE,
     catchup=False,

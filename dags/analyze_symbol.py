@@ -35,6 +35,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag, get_current_context, task
 
 from trading_airflow.runtime import (
+    ANALYZE_DAG,
     DEFAULT_ARGS,
     PARTITION_TASK_ARGS,
     RESULTS_ASSET,
@@ -51,7 +52,7 @@ NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "patter
 
 
 @dag(
-    dag_id="analyze_symbol",
+    dag_id=ANALYZE_DAG,
     schedule=None,
     start_date=START_DATE,
     catchup=False,
@@ -170,7 +171,7 @@ def analyze_symbol():
             get_current_context()["outlet_events"][RESULTS_UPDATES].add(
                 RESULTS_ASSET,
                 extra={
-                    "source": "analyze_symbol",
+                    "source": ANALYZE_DAG,
                     "contract": params["contract"],
                     "rows": summary["written"],
                 },

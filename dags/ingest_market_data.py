@@ -13,58 +13,22 @@ are refused before any request.
 
 from __future__ import annotations
 
-from airflow.sdk import Param, dag, task
+from airflow.sdk import dag, task
 
-from trading_airflow.runtime import DEFAULT_ARGS, SETTINGS, START_DATE, bad_input_fails_fast
+from trading_airflow.params import ingestion_params
+from trading_airflow.runtime import DEFAULT_ARGS, INGEST_DAG, SETTINGS, START_DATE, bad_input_fails_fast
 from trading_airflow.tasks import ingest_market_data as ingest_task
-from trading_lib.run_request import DATE_PATTERN, MAX_CONTRACTS
-from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 
 @dag(
-    dag_id="ingest_market_data",
+    dag_id=INGEST_DAG,
     schedule=None,
     start_date=START_DATE,
     catchup=False,
     doc_md=__doc__,
     tags=["trading", "ingest"],
     default_args=DEFAULT_ARGS,
-    params={
-        "symbols": Param(
-            list(SETTINGS.symbols),
-            type="array",
-            items={"type": "string", "pattern": JSON_SCHEMA_PATTERN},
-            minItems=1,
-            maxItems=MAX_CONTRACTS,
-            uniqueItems=True,
-            title="Symbols",
-            description=f"Yahoo tickers to fetch (letters/digits, optional ^, parts joined by - . =), 1 to "
-            f"{MAX_CONTRACTS}, no repeats. ^VIX and ^GSPC are always added.",
-        ),
-        "start_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            pattern=DATE_PATTERN,
-            title="Start date",
-            description="First session, YYYY-MM-DD, with End date. Default: the last 5 complete sessions. "
-            "1h bars exist for the last 730 days only.",
-        ),
-        "end_date": Param(
-            None,
-            type=["null", "string"],
-            format="date",
-            pattern=DATE_PATTERN,
-            title="End date",
-            description="End date, exclusive, YYYY-MM-DD, after Start date.",
-        ),
-        "allow_partial": Param(
-            False,
-            type="boolean",
-            title="Allow partial",
-            description="Store the tickers that were fetched even if others failed (default: store nothing).",
-        ),
-    },
+    params=ingestion_params(list(SETTINGS.symbols)),
 )
 def ingest_market_data():
     @task(retries=0)

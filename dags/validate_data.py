@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
-from trading_airflow.runtime import DEFAULT_ARGS, START_DATE, bad_input_fails_fast
+from trading_airflow.runtime import DEFAULT_ARGS, START_DATE, VALIDATE_DAG, bad_input_fails_fast
 from trading_airflow.tasks import validate_data as validate_task
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
 
 
 @dag(
-    dag_id="validate_data",
+    dag_id=VALIDATE_DAG,
     schedule=None,
     start_date=START_DATE,
     catchup=False,

@@ -1,4 +1,7 @@
-"""Airflow plugin: the pipeline's reports inside the Airflow UI (see docs/ui-reports.md).
+"""Airflow plugin: the pipeline's reports inside the Airflow UI (see docs/ui-reports.md), and the
+orchestrator's schedule and deadline classes, which the scheduler looks up here when it reads the
+serialized DAG: the exchange's bar timetable (trading_airflow.timetables) and the deadline
+reference "bar close, else queued" (trading_airflow.deadlines).
 
 Airflow loads plugins in every process, each task process included (its listener manager loads
 them), so this module stays light: the reports' FastAPI app is imported on its first request, in
@@ -11,6 +14,8 @@ from __future__ import annotations
 
 from airflow.plugins_manager import AirflowPlugin
 
+from trading_airflow.deadlines import BarCloseOrQueuedAt
+from trading_airflow.timetables import ExchangeBarTimetable
 from trading_airflow.ui import PAGES, PREFIX
 
 
@@ -61,3 +66,5 @@ class TradingReportsPlugin(AirflowPlugin):
     name = "trading_reports"
     fastapi_apps = [{"app": ReportsApp(), "url_prefix": PREFIX, "name": "Trading reports"}]
     external_views = NAV_VIEWS + TAB_VIEWS
+    timetables = [ExchangeBarTimetable]
+    deadline_references = [BarCloseOrQueuedAt]

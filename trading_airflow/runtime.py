@@ -26,11 +26,19 @@ OWNER = "trading"
 ORCHESTRATOR_DAG = "trading_orchestrator"
 ANALYZE_DAG = "analyze_symbol"
 AGGREGATE_DAG = "aggregate_portfolio"
+INGEST_DAG = "ingest_market_data"
+VALIDATE_DAG = "validate_data"
 LIST_TASK = "list_partitions"
 # One mapped instance of it is one partition (contract x timestamp), or one chunk of consecutive
 # partitions past [core] max_map_length; the same name as trading_lib's function and CLI command.
 PARTITION_TASK = "analyze_partition"
 START_DATE = pendulum.parse(SETTINGS.orchestrator_start_date, tz=SCHEDULE_TIMEZONE)
+# The schedule's last day, included (TRADING_ORCHESTRATOR_END_DATE), or None.
+END_DATE = (
+    pendulum.parse(SETTINGS.orchestrator_end_date, tz=SCHEDULE_TIMEZONE).end_of("day")
+    if SETTINGS.orchestrator_end_date
+    else None
+)
 
 
 def _results_uri(settings: Settings) -> str:

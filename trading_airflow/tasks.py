@@ -47,7 +47,8 @@ def ingest_market_data(request: dict[str, Any]):
     return report.to_dict()
 
 
-@task(task_id="validate_data", trigger_rule="none_failed")
+# none_failed_min_one_success: runs after a skipped ingestion, not after a skipped request
+@task(task_id="validate_data", trigger_rule="none_failed_min_one_success")
 def validate_data(scope: dict[str, Any]):
     """Validate the scope's bars (its window and the warm-up sessions before it) in the bar store;
     returns {status, summary, issues, report}. Skipped when validate is false.

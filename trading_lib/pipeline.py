@@ -18,6 +18,7 @@ import pandas as pd
 from trading_lib import layout
 from trading_lib.errors import RequestError
 from trading_lib.inputs import AnalysisWindow
+from trading_lib.run_record import latest_run, read_run, record_run  # noqa: F401 - callers' names
 from trading_lib.run_request import DEFAULT_WINDOW_BARS
 from trading_lib.sessions import WARMUP_SESSIONS
 from trading_lib.settings import Settings, load_settings
@@ -102,6 +103,20 @@ def select_contracts(storage: Storage, num_contracts: int | None, window: Analys
             f"between {window.start.isoformat()} and {window.end.isoformat()}"
         )
     return available[:num_contracts]
+
+
+def plan_run(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
+    """The scope of an orchestrator run (OrchestratorRequest.to_dict()): its window (the request's,
+    else the last ``window_bars`` stored bars) and its contracts, checked against the bar store.
+    {run_id, window_start, window_end, contracts, validate}."""
+    window = resolve_window(storage, request["window_start"], request["window_end"], request["window_bars"])
+    return {
+        "run_id": request["run_id"],
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "contracts": select_contracts(storage, request["num_contracts"], window),
+        "validate": request["validate"],
+    }
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -235,43 +250,6 @@ def summarize_symbol(
     }
     storage.write_json(layout.report_key(f"symbols/{symbol_to_segment(contract)}"), summary)
     return summary
-
-
-# -- run records --------------------------------------------------------------------------------
-def record_run(storage: Storage, run_id: str, **fields: Any) -> dict[str, Any]:
-    """Create or update the record of orchestrator run ``run_id`` (output/runs/<run_id>/run.json);
-    output/runs/latest.json copies the newest record (by creation)."""
-    key = layout.run_key(run_id, "run")
-    now = _now()
-    record = storage.read_json(key) if storage.exists(key) else {"run_id": run_id, "created_at": now}
-    record.update(fields)
-    record["updated_at"] = now
-    storage.write_json(key, record)
-    latest = storage.read_json(layout.LATEST_RUN_KEY) if storage.exists(layout.LATEST_RUN_KEY) else None
-    if (
-        latest is None
-        or latest.get("run_id") == run_id
-        or latest.get("created_at", "") <= record["created_at"]
-    ):
-        storage.write_json(layout.LATEST_RUN_KEY, record)
-    return record
-
-
-def read_run(storage: Storage, run_id: str, name: str = "run") -> dict[str, Any] | None:
-    """A file of orchestrator run ``run_id`` (name "run": its record, "portfolio": its report,
-    "validation"), or None when there is none; a malformed run id raises ValueError."""
-    try:
-        return storage.read_json(layout.run_key(run_id, name))
-    except MissingInputError:
-        return None
-
-
-def latest_run(storage: Storage) -> dict[str, Any] | None:
-    """The record of the newest orchestrator run (output/runs/latest.json), or None."""
-    try:
-        return storage.read_json(layout.LATEST_RUN_KEY)
-    except MissingInputError:
-        return None
 
 
 # -- portfolio ----------------------------------------------------------------------------------

@@ -51,11 +51,34 @@ class OrchestratorRequest:
     window_end: str | None
     window_bars: int
     ingestion_until: str | None = None  # scheduled/backfill: store only bars ended by the interval's end
+    # Why a scheduled/backfill run has nothing to do (its interval holds no bar of the exchange:
+    # a cron schedule on a holiday or after an early close), else None. The run is skipped.
+    idle: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["symbols"] = list(self.symbols)
         return out
+
+
+def analyze_symbol_runs(scope: dict[str, Any]) -> list[dict[str, Any]]:
+    """The analyze_symbol runs of an orchestrator run's scope (pipeline.plan_run): one per
+    contract, {trigger_run_id, conf}, the run id derived from the orchestrator's run id so that a
+    retry resets the same runs."""
+    from trading_lib.symbols import symbol_to_segment
+
+    return [
+        {
+            "trigger_run_id": f"{scope['run_id']}__{symbol_to_segment(contract)}",
+            "conf": {
+                "contract": contract,
+                "window_start": scope["window_start"],
+                "window_end": scope["window_end"],
+                "orchestrator_run_id": scope["run_id"],
+            },
+        }
+        for contract in scope["contracts"]
+    ]
 
 
 def check_keys(conf: dict[str, Any] | None, allowed: tuple[str, ...]) -> None:
@@ -150,11 +173,12 @@ def orchestrator_request(
         raise RequestError("window_start and window_end must be given together")
     scheduled = run_type in SCHEDULED_RUN_TYPES
     ingest = bool(params.get("run_ingestion")) or scheduled
-    until = None
+    until = idle = None
     if scheduled:
         if data_interval is None or data_interval[0] is None:
             raise RequestError(f"a {run_type} run needs a data interval")
         interval_start, interval_end = (_exchange_time(t) for t in data_interval)
+        idle = _idle_interval(interval_start, interval_end)
         window_start = window_start or interval_start.isoformat()
         window_end = window_end or interval_end.isoformat()
         until = interval_end.isoformat()
@@ -186,6 +210,20 @@ def orchestrator_request(
         window_end=window_end,
         window_bars=window_bars,
         ingestion_until=until,
+        idle=idle,
+    )
+
+
+def _idle_interval(start: Any, end: Any) -> str | None:
+    """Why the data interval [start, end) holds no bar start of the exchange grid, or None."""
+    from trading_lib import sessions
+
+    starts = sessions.bar_starts(start.normalize(), end.normalize())
+    if ((starts >= start) & (starts < end)).any():
+        return None
+    return (
+        f"no {sessions.EXCHANGE} bar starts in the data interval {start.isoformat()} .. "
+        f"{end.isoformat()} (a holiday, a weekend, a night or after an early close): nothing to do"
     )
 
 

@@ -21,7 +21,10 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_DATA_ROOT": "where bars/ and output/ live: a local folder or s3://bucket/prefix",
     "TRADING_AWS_CONN_ID": "Airflow connection used for s3:// data roots (DAG side)",
     "TRADING_EXECUTION_MODE": "local (partitions run in the Airflow worker) or kubernetes (one pod each)",
-    "TRADING_ORCHESTRATOR_SCHEDULE": "cron of trading_orchestrator, or 'none' for manual runs only",
+    "TRADING_ORCHESTRATOR_SCHEDULE": "'exchange' (default: one run per bar of the exchange's sessions), "
+    "a cron (America/New_York; an interval without a bar is skipped), or 'none' for manual runs only",
+    "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "minutes after its bar closed (manual and backfill runs: after "
+    "it was queued) when an unfinished trading_orchestrator run is late (default 20; 'none': no deadline)",
     "TRADING_ORCHESTRATOR_START_DATE": "first data interval of the schedule, YYYY-MM-DD (default 2024-01-01)",
     "TRADING_ORCHESTRATOR_END_DATE": "last day of the schedule, YYYY-MM-DD (default: none)",
     "TRADING_ORCHESTRATOR_CATCHUP": "true: the scheduler also runs the intervals missed since the start date",
@@ -42,7 +45,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
 }
 
 DEFAULT_START_DATE = "2024-01-01"
-DEFAULT_SCHEDULE = "30 10-16 * * 1-5"  # after each hourly bar closes, Mon-Fri (America/New_York)
+EXCHANGE_SCHEDULE = "exchange"  # trading_airflow.timetables.ExchangeBarTimetable: one run per bar close
+DEFAULT_SCHEDULE = EXCHANGE_SCHEDULE
+DEFAULT_DEADLINE_MINUTES = 20
 SCHEDULE_TIMEZONE = "America/New_York"
 
 
@@ -113,6 +118,7 @@ class Settings:
     orchestrator_start_date: str = DEFAULT_START_DATE
     orchestrator_end_date: str | None = None
     orchestrator_catchup: bool = False
+    orchestrator_deadline_minutes: int | None = DEFAULT_DEADLINE_MINUTES  # None: no deadline alert
     yahoo_endpoint: str | None = None
     partitions_per_task: int = 1
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
@@ -164,8 +170,14 @@ def load_settings(environ: dict[str, str] | None = None) -> Settings:
     catchup = env.get("TRADING_ORCHESTRATOR_CATCHUP", "").strip().lower()
     if catchup not in ("", "true", "false", "1", "0", "yes", "no"):
         raise SettingsError(f"TRADING_ORCHESTRATOR_CATCHUP={catchup!r}: expected true or false")
+    deadline = env.get("TRADING_ORCHESTRATOR_DEADLINE_MINUTES", "").strip()
     return Settings(
         data_root=data_root,
+        orchestrator_deadline_minutes=(
+            None
+            if deadline.lower() in ("none", "null")
+            else _positive_int(env, "TRADING_ORCHESTRATOR_DEADLINE_MINUTES", DEFAULT_DEADLINE_MINUTES)
+        ),
         orchestrator_start_date=start_date,
         orchestrator_end_date=end_date,
         orchestrator_catchup=catchup in ("true", "1", "yes"),

@@ -24,8 +24,10 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from trading_airflow.runtime import (
     AGGREGATE_DAG,
     ANALYZE_DAG,
+    INGEST_DAG,
     ORCHESTRATOR_DAG,
     PARTITION_TASK,
+    VALIDATE_DAG,
     connection_storage,
 )
 from trading_airflow.ui import PAGES, PREFIX
@@ -577,7 +579,7 @@ def _latest_scope(links: r.Links, report: dict[str, Any], latest: dict[str, Any]
     )
 
 
-@app.get("/validation", response_class=HTMLResponse, dependencies=_can_read("validate_data"))
+@app.get("/validation", response_class=HTMLResponse, dependencies=_can_read(VALIDATE_DAG))
 def validation(request: Request) -> HTMLResponse:
     store = connection_storage()
     report, latest = read_report("validation", store), latest_run(store)
@@ -622,7 +624,7 @@ def validation(request: Request) -> HTMLResponse:
 
 
 # -- ingestion ------------------------------------------------------------------------------------
-@app.get("/ingestion", response_class=HTMLResponse, dependencies=_can_read("ingest_market_data"))
+@app.get("/ingestion", response_class=HTMLResponse, dependencies=_can_read(INGEST_DAG))
 def ingestion(request: Request) -> HTMLResponse:
     store = connection_storage()
     report, latest = read_report("ingestion", store), latest_run(store)

@@ -7,7 +7,7 @@ from typing import Any
 
 from airflow.sdk import task
 
-from trading_airflow.runtime import IO_RETRY_ARGS, bad_input_fails_fast, connection_storage
+from trading_airflow.runtime import ANALYZE_DAG, IO_RETRY_ARGS, bad_input_fails_fast, connection_storage
 
 # Yahoo rate-limits bursts: back off exponentially, starting at 30 s, up to 10 minutes.
 INGEST_RETRY_ARGS = IO_RETRY_ARGS | {"retries": 4, "retry_delay": 30, "max_retry_delay": 600}
@@ -69,3 +69,27 @@ def validate_data(scope: dict[str, Any]):
             else pipeline.resolve_window(storage)
         )
         return pipeline.validate(storage, window, scope.get("contracts"), scope.get("run_id"))
+
+
+def trigger_symbol_runs(runs):
+    """trading_orchestrator's trigger_analyze_symbol: one analyze_symbol run per item of ``runs``
+    ({trigger_run_id, conf}: trading_lib.run_request.analyze_symbol_runs), waited for deferrably."""
+    from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+
+    return TriggerDagRunOperator.partial(
+        task_id="trigger_analyze_symbol",
+        trigger_dag_id=ANALYZE_DAG,
+        logical_date=None,
+        reset_dag_run=True,
+        wait_for_completion=True,
+        deferrable=True,
+        # Airflow 3.3 fails a deferred task whose trigger fires before the scheduler has processed
+        # the executor's event for the deferral (apache/airflow#72716). The first check runs at
+        # once (the run is not done yet), the next one 10 s later: enough for the scheduler on a
+        # loaded 2-core machine. One retry (the symbol runs are reset; they rewrite identical
+        # files and announce nothing while this run is running) covers what is left.
+        poke_interval=10,
+        fail_when_dag_is_paused=True,
+        retries=1,
+        retry_delay=5,
+    ).expand_kwargs(runs)

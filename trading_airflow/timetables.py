@@ -13,6 +13,7 @@ schedule computation, once per process.
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +33,54 @@ def _utc(value: Any) -> pendulum.DateTime:
     return pendulum.instance(value.to_pydatetime() if hasattr(value, "to_pydatetime") else value).in_timezone(
         "UTC"
     )
+
+
+Bar = tuple[pendulum.DateTime, pendulum.DateTime]
+
+
+@functools.lru_cache(maxsize=64)
+def _month_bars(year: int, month: int) -> tuple[Bar, ...]:
+    """The (start, end) bars of a calendar month's sessions (the scheduler asks for one bar at a
+    time: a backfill of a year is ~1,760 questions, answered from ~12 grids). Empty outside the
+    calendar's range."""
+    import pandas as pd
+
+    from trading_lib import sessions
+
+    first = pd.Timestamp(year=year, month=month, day=1)
+    last = first + pd.offsets.MonthEnd(0)
+    calendar = sessions.calendar()
+    first, last = max(first, calendar.first_session), min(last, calendar.last_session)
+    if first > last:
+        return ()
+    grid = sessions.bars(first, last)
+    return tuple((_utc(s), _utc(e)) for s, e in zip(grid["start"], grid["end"], strict=True))
+
+
+def _months(when: pendulum.DateTime, step: int, count: int = 3):
+    """(year, month) of ``when`` in exchange time, then the ``count`` - 1 months after (step 1) or
+    before (step -1) it: no closure of the exchange lasts a whole month."""
+    local = when.in_timezone("America/New_York")
+    index = local.year * 12 + local.month - 1
+    for k in range(count):
+        year, month = divmod(index + k * step, 12)
+        yield year, month + 1
+
+
+def _first_bar_starting_at_or_after(when: pendulum.DateTime) -> Bar | None:
+    for year, month in _months(when, 1):
+        starts = [bar for bar in _month_bars(year, month) if bar[0] >= when]
+        if starts:
+            return starts[0]
+    return None
+
+
+def _last_bar_ended_by(when: pendulum.DateTime) -> Bar | None:
+    for year, month in _months(when, -1):
+        ended = [bar for bar in _month_bars(year, month) if bar[1] <= when]
+        if ended:
+            return ended[-1]
+    return None
 
 
 class ExchangeBarTimetable(Timetable):
@@ -72,10 +121,10 @@ class ExchangeBarTimetable(Timetable):
 
     def infer_manual_data_interval(self, *, run_after: pendulum.DateTime) -> DataInterval:
         """A run triggered with a logical date covers the last bar closed by then."""
-        from trading_lib.sessions import previous_bar
-
-        start, end = previous_bar(run_after)
-        return DataInterval(_utc(start), _utc(end))
+        bar = _last_bar_ended_by(_utc(run_after))
+        if bar is None:
+            raise ValueError(f"no bar of the exchange closed in the three months up to {run_after}")
+        return DataInterval(*bar)
 
     def next_dagrun_info(
         self,
@@ -83,39 +132,21 @@ class ExchangeBarTimetable(Timetable):
         last_automated_data_interval: DataInterval | None,
         restriction: TimeRestriction,
     ) -> DagRunInfo | None:
-        from trading_lib.sessions import SessionRangeError
-
-        try:
-            bar = self._next_bar(last_automated_data_interval, restriction)
-        except SessionRangeError as exc:  # past the calendar's last session: nothing to schedule
-            log.warning("no next bar to schedule: %s", exc)
-            return None
-        if bar is None or (restriction.latest is not None and bar[0] > restriction.latest):
-            return None
-        return DagRunInfo.interval(start=bar[0], end=bar[1])
-
-    def _next_bar(
-        self, last: DataInterval | None, restriction: TimeRestriction
-    ) -> tuple[pendulum.DateTime, pendulum.DateTime] | None:
-        from trading_lib.sessions import next_bar, previous_bar
-
-        def starting_at_or_after(when) -> tuple[pendulum.DateTime, pendulum.DateTime]:
-            start, end = next_bar(when)  # the first bar ending after ``when``: it may start before
-            if _utc(start) < when:
-                start, end = next_bar(end)
-            return _utc(start), _utc(end)
-
-        candidates = []
-        if last is not None:
-            candidates.append(starting_at_or_after(last.end))
-        elif restriction.earliest is None:
+        last, earliest = last_automated_data_interval, restriction.earliest
+        if last is None and earliest is None:
             return None  # no start date: no schedule
-        if restriction.earliest is not None:
-            candidates.append(starting_at_or_after(restriction.earliest))
+        candidates = [
+            _first_bar_starting_at_or_after(_utc(when)) for when in (last and last.end, earliest) if when
+        ]
         if not restriction.catchup:  # no missed bars: the last one closed by now at the earliest
-            start, end = previous_bar(pendulum.now("UTC"))
-            candidates.append((_utc(start), _utc(end)))
-        return max(candidates)
+            candidates.append(_last_bar_ended_by(pendulum.now("UTC")))
+        if None in candidates:  # past the calendar's range (exchange_calendars: a year ahead)
+            log.warning("no next bar to schedule after %s / %s", last, earliest)
+            return None
+        start, end = max(candidates)
+        if restriction.latest is not None and start > restriction.latest:
+            return None
+        return DagRunInfo.interval(start=start, end=end)
 
 
 def orchestrator_timetable(settings: Settings) -> Timetable | None:

@@ -85,6 +85,22 @@ def latest_run(storage: Storage) -> dict[str, Any] | None:
         return None
 
 
+def started_facts(
+    dag_id: str, request: dict[str, Any], scope: dict[str, Any], ingestion: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What the record says when the run starts analysing: its DAG and type, the request, the
+    window and contracts fixed (pipeline.plan_run's scope) and what the ingestion did."""
+    return {
+        "dag_id": dag_id,
+        "run_type": request["run_type"],
+        "request": request,
+        "window_start": scope["window_start"],
+        "window_end": scope["window_end"],
+        "contracts": scope["contracts"],
+        "ingestion": ingestion_summary(ingestion),
+    }
+
+
 def ingestion_summary(report: dict[str, Any] | None) -> dict[str, Any] | None:
     """What the run record keeps of an ingestion report (IngestionReport.to_dict()): its status,
     sessions, what was written and which tickers failed. None: the run did not ingest."""

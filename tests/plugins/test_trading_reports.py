@@ -715,3 +715,26 @@ def test_task_instance_tab_outside_a_partition_or_without_its_xcom(client, viewe
     assert "No partitions recorded for this instance." in page
     scope = html.unescape(re.sub(r"<[^>]+>", "", re.search(r'id="scope">(.*?)</p>', page).group(1)))
     assert scope == f"Contract AAPL · Orchestrator run {RUN} · Map index 3"
+
+
+def test_late_runs_are_shown_on_the_pipeline_run_page(tmp_path, monkeypatch, auth_manager):
+    """What the deadline alert's callback writes (trading_airflow.deadlines): the late run's page
+    says it is late and the Pipeline run page lists it; a run on time says so."""
+    from trading_lib.run_record import late_facts, record_run
+
+    storage = Storage(str(tmp_path))
+    window = {"window_start": "2024-01-23T15:30:00-05:00", "window_end": "2024-01-23T16:00:00-05:00"}
+    record_run(storage, OLD_RUN, "running", contracts=["AAPL"], **window)
+    record_run(storage, OLD_RUN, late=late_facts("2024-01-23T21:20:00+00:00", "running"))
+    record_run(storage, RUN, "success", contracts=["AAPL"], **window)  # the newest: on time
+    client = _client(monkeypatch, str(tmp_path))
+    headers = {"Authorization": f"Bearer {_token(auth_manager)}"}
+
+    late_page = client.get(f"/run/{quote(OLD_RUN, safe='')}", headers=headers).text
+    assert re.search(r'id="run-deadline"[^>]*>late</span>', late_page)
+    assert "2024-01-23 21:20 UTC" in late_page and "it was running" in late_page
+    newest = client.get("/run", headers=headers).text
+    assert re.search(r'id="run-deadline"[^>]*>on time</span>', newest)
+    rows = _cells(newest, "late-runs")
+    assert [(row[0], row[2], row[3]) for row in rows] == [(OLD_RUN, "2024-01-23 21:20 UTC", "running")]
+    assert f'href="/dags/trading_orchestrator/runs/{quote(OLD_RUN, safe="")}"' in newest

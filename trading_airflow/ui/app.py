@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import html
 from typing import Any
+from urllib.parse import quote
 
 from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity, DagDetails
 from airflow.api_fastapi.core_api.security import get_user, requires_access_dag
@@ -34,6 +35,7 @@ from trading_airflow.ui import PAGES, PREFIX
 from trading_airflow.ui import rendering as r
 from trading_airflow.ui.charts import pnl_chart
 from trading_airflow.ui.reports import (
+    late_runs,
     latest_run,
     newest_orchestrator_run,
     partition_cells,
@@ -410,6 +412,7 @@ def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
             if ingestion
             else "none (input already in storage)",
         ),
+        ("Deadline", _deadline_text(record)),
         ("Contracts", f"{len(contracts):,}"),
         (
             "Started / updated",
@@ -446,7 +449,44 @@ def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
         portfolio = _portfolio_body(report)
         scope = _report_scope(report, links, run_id)
     body = f"{head}<p>{grid_link}</p><h2>Per symbol</h2>{table}<h2>Portfolio of this run</h2>{portfolio}"
-    return scope, body
+    return scope, body + _late_runs_body(links, store)
+
+
+def _deadline_text(record: dict[str, Any]) -> str:
+    """The run's deadline: late (when, the state it was in, when noticed), or not (yet) late."""
+    late = record.get("late")
+    if not late:
+        return f"{r.badge('on time', 'run-deadline')} not late (or its deadline has not passed yet)"
+    return (
+        f"{r.badge('late', 'run-deadline')} not finished by its deadline {r.time_text(late.get('deadline'))} "
+        f"(it was {html.escape(str(late.get('state_at_deadline') or 'unknown'))}; noticed "
+        f"{r.time_text(late.get('noticed_at'))})"
+    )
+
+
+def _late_runs_body(links: r.Links, store) -> str:
+    """The runs the deadline alert marked late, newest deadline first (the Pipeline run page)."""
+    rows = [
+        {
+            "run": _run_link(links, rec["run_id"]),
+            "run__sort": rec["run_id"],
+            "report": r.link(links.page(f"run/{quote(rec['run_id'], safe='')}"), "report"),
+            "deadline": r.time_text(rec["late"].get("deadline")),
+            "state": r.badge(rec["late"].get("state_at_deadline")),
+            "window": html.escape(str(rec.get("window_start") or "not fixed yet")),
+        }
+        for rec in late_runs(store)
+    ]
+    if not rows:
+        return '<h2>Late runs</h2><p class="muted" id="no-late-runs">No run has missed its deadline.</p>'
+    columns = [
+        ("run", "Orchestrator run", "html"),
+        ("report", "Page", "html"),
+        ("deadline", "Deadline", "s"),
+        ("state", "State at the deadline", "html"),
+        ("window", "Window start", "html"),
+    ]
+    return "<h2>Late runs</h2>" + r.table(rows, columns, table_id="late-runs")
 
 
 @app.get("/run", response_class=HTMLResponse, dependencies=_can_read(ORCHESTRATOR_DAG, DagAccessEntity.RUN))
@@ -534,7 +574,8 @@ def task_instance_tab(
     rows = [
         {
             "timestamp": timestamp,
-            "signal": (found.get((contract, timestamp)) or {}).get("signal") or "no result in the run's report",
+            "signal": (found.get((contract, timestamp)) or {}).get("signal")
+            or "no result in the run's report",
             "beta": (found.get((contract, timestamp)) or {}).get("beta"),
         }
         for timestamp in timestamps

@@ -51,6 +51,8 @@ BADGE_CLASSES = {
     "upstream_failed": "b-bad",
     "running": "b-run",
     "queued": "b-run",
+    "late": "b-warn",
+    "on time": "b-ok",
 }
 MINUS = "\u2212"
 

@@ -74,6 +74,20 @@ def run_records(store=None) -> list[dict[str, Any]]:
     return sorted(records, key=lambda r: (str(r.get("created_at") or ""), r["run_id"]), reverse=True)
 
 
+def late_runs(store=None, limit: int = 20) -> list[dict[str, Any]]:
+    """The records of the runs the deadline alert marked late (output/runs/<run_id>/late.json),
+    the latest deadline first, at most ``limit``."""
+    store = store or connection_storage()
+    try:
+        keys = store.list_keys(RUNS_PREFIX, suffix="/late.json")
+    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the store refuses)
+        keys = []
+    found = (read_run(key.split("/")[-2], store=store) for key in keys)
+    records = [r for r in found if isinstance(r, dict) and r.get("late")]
+    records.sort(key=lambda r: str(r["late"].get("deadline") or ""), reverse=True)
+    return records[:limit]
+
+
 def symbol_reports(contracts: list[str], store=None) -> dict[str, dict[str, Any]]:
     """The per-symbol summaries (reports/symbols/<SEGMENT>.json) of ``contracts`` that exist."""
     from trading_lib.symbols import symbol_to_segment

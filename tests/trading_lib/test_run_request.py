@@ -110,3 +110,40 @@ def test_the_ingestion_dag_request():
     }
     with pytest.raises(RequestError, match="unknown key"):
         ingestion_request({}, {"symbol": ["MSFT"]})
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "idle"),
+    [
+        ("2024-11-27 15:30", "2024-11-27 16:30", False),  # the cron's 16:30 run: the 15:30 bar
+        ("2024-11-27 16:30", "2024-11-28 10:30", True),  # Thanksgiving's morning: no 09:30 bar
+        ("2024-11-28 10:30", "2024-11-28 11:30", True),  # Thanksgiving
+        ("2024-11-29 12:30", "2024-11-29 13:30", False),  # the early close's last bar (12:30-13:00)
+        ("2024-11-29 13:30", "2024-11-29 14:30", True),  # after the 13:00 close
+        ("2024-11-29 16:30", "2024-12-02 10:30", False),  # over the weekend: Monday's 09:30 bar
+    ],
+)
+def test_a_cron_interval_without_an_exchange_bar_is_idle(start, end, idle):
+    """The cron schedule (TRADING_ORCHESTRATOR_SCHEDULE="30 10-16 * * 1-5"): a run whose interval
+    holds no bar start of the exchange has nothing to do; the orchestrator skips it."""
+    interval = (pd.Timestamp(start, tz="America/New_York"), pd.Timestamp(end, tz="America/New_York"))
+    request = _request({}, run_type="scheduled", data_interval=interval)
+    assert bool(request.idle) is idle
+    if idle:
+        assert "no XNYS bar starts in the data interval" in request.idle
+    assert _request({}, run_type="backfill", data_interval=interval).idle == request.idle
+    assert _request({}).idle is None  # a manual run has no interval to be empty
+
+
+def test_analyze_symbol_runs_derive_their_ids_from_the_orchestrator_run():
+    from trading_lib.run_request import analyze_symbol_runs
+
+    scope = {"run_id": "r1", "window_start": "a", "window_end": "b", "contracts": ["AAPL", "BRK.B"]}
+    runs = analyze_symbol_runs(scope)
+    assert [item["trigger_run_id"] for item in runs] == ["r1__AAPL", "r1__BRK.B"]
+    assert runs[1]["conf"] == {
+        "contract": "BRK.B",
+        "window_start": "a",
+        "window_end": "b",
+        "orchestrator_run_id": "r1",
+    }

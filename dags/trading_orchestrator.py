@@ -94,7 +94,7 @@ def trading_orchestrator():
         print(f"window {scope['window_start']} .. {scope['window_end']}, {len(scope['contracts'])} contracts")
         return scope
 
-    @task.branch(trigger_rule="none_failed")
+    @task.branch(trigger_rule="none_failed_min_one_success")  # after select_contracts, validated or not
     def check_validation(validation: dict | None) -> str:
         if validation and validation["status"] == "FAIL":
             return "stop_on_validation_failure"
@@ -141,7 +141,7 @@ def trading_orchestrator():
     runs = symbol_runs(scope)
     triggered = trigger_symbol_runs(runs)
 
-    check_validation(validation) >> [stop_on_validation_failure(scope, validation), triggered]
+    scope >> check_validation(validation) >> [stop_on_validation_failure(scope, validation), triggered]
     published = publish_results(scope, runs, validation)
     triggered >> published
     [triggered, published] >> record_failure(scope)

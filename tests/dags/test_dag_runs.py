@@ -184,3 +184,29 @@ def test_a_deleted_partition_fails_the_aggregation_after_writing_the_report(dagb
 def _written_keys(root) -> list[str]:
     storage = Storage(str(root))
     return [k for k in storage.list_keys(layout.RESULTS_PREFIX, suffix=".parquet") if k.count("/") == 3]
+
+
+def test_an_interval_without_a_bar_skips_the_run_and_fails_nothing(dagbag, data_root, monkeypatch):
+    """A cron schedule's interval on a holiday or after an early close: check_request skips, every
+    task after it is skipped, the run does not fail and writes nothing. dag.test() makes manual
+    runs, whose request is never idle: the rule itself is tested in test_run_request.py; here the
+    request is made idle to run the rest of the DAG's skip path for real."""
+    import dataclasses
+
+    from trading_lib import run_request
+
+    real = run_request.orchestrator_request
+    monkeypatch.setattr(
+        run_request,
+        "orchestrator_request",
+        lambda *args, **kwargs: dataclasses.replace(
+            real(*args, **kwargs), idle="no XNYS bar starts in the data interval"
+        ),
+    )
+    _generate(data_root)
+    run = dagbag.dags["trading_orchestrator"].test()
+    assert run.state == "success"
+    states = _states(run)
+    assert states.pop("check_request") == ["skipped"]
+    assert states and {state for values in states.values() for state in values} == {"skipped"}, states
+    assert not (data_root / "output" / "runs").exists()

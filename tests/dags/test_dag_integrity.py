@@ -97,3 +97,41 @@ def test_dag_files_import_nothing_heavy(dag_file):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
+
+
+def test_the_orchestrator_on_the_exchange_schedule_parses_light_and_round_trips():
+    """With the default schedule (the exchange's bars) and deadline: parsing and serialising the DAG
+    the way the dag-processor does imports no heavy module (the calendar is loaded on the first
+    schedule computation, in the scheduler), and the scheduler's copy has the timetable and the
+    deadline alert back (their classes are found through the plugin)."""
+    code = (
+        "import sys, json\n"
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "from airflow.serialization.serialized_objects import DagSerialization\n"
+        f"bag = DagBag({str(DAGS / 'trading_orchestrator.py')!r})\n"
+        "data = DagSerialization.to_dict(bag.dags['trading_orchestrator'])\n"
+        f"heavy = sorted(m for m in {HEAVY_MODULES!r} if m in sys.modules)\n"
+        "scheduler_dag = DagSerialization.from_dict(data)\n"
+        "from airflow.serialization.decoders import decode_deadline_alert\n"
+        "alert = decode_deadline_alert(data['dag']['deadline'][0])\n"
+        "print(json.dumps({'errors': list(bag.import_errors), 'heavy': heavy,\n"
+        "  'timetable': type(scheduler_dag.timetable).__name__, 'summary': scheduler_dag.timetable.summary,\n"
+        "  'reference': type(alert.reference.inner_ref).__name__,\n"
+        "  'minutes': alert.interval.total_seconds() / 60,\n"
+        "  'callback': alert.callback.path}))\n"
+    )
+    env = {
+        **os.environ,
+        "TRADING_ORCHESTRATOR_SCHEDULE": "exchange",
+        "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "20",
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parsed = json.loads(result.stdout.strip().splitlines()[-1])
+    assert parsed["errors"] == [] and parsed["heavy"] == []
+    assert parsed["timetable"] == "ExchangeBarTimetable" and parsed["summary"] == "XNYS bars"
+    assert (parsed["reference"], parsed["minutes"]) == ("BarCloseOrQueuedAt", 20)
+    assert parsed["callback"] == "trading_airflow.deadlines.record_late_run"

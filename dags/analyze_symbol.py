@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, get_current_context, task
 
+from trading_airflow.params import window_params
 from trading_airflow.runtime import (
     ANALYZE_DAG,
     DEFAULT_ARGS,
@@ -47,8 +48,6 @@ from trading_airflow.runtime import (
 )
 from trading_lib.run_request import DATE_TIME_PATTERN
 from trading_lib.symbols import JSON_SCHEMA_PATTERN
-
-NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "pattern": DATE_TIME_PATTERN}
 
 
 @dag(
@@ -77,19 +76,7 @@ NULLABLE_TIMESTAMP = {"type": ["null", "string"], "format": "date-time", "patter
             description="Analyse only these stored bars: ISO 8601 bar starts with offset, e.g. "
             "2024-01-22T09:30:00-05:00. Overrides the window.",
         ),
-        "window_start": Param(
-            None,
-            **NULLABLE_TIMESTAMP,
-            title="Window start",
-            description="Analyse the bars starting at or after this ISO 8601 date-time with offset "
-            "(with Window end). Default: the last 24 stored bars.",
-        ),
-        "window_end": Param(
-            None,
-            **NULLABLE_TIMESTAMP,
-            title="Window end",
-            description="Analyse the bars starting before this ISO 8601 date-time with offset (exclusive).",
-        ),
+        **window_params("the last 24 stored bars."),
         "orchestrator_run_id": Param(
             None,
             type=["null", "string"],

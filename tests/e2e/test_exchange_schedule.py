@@ -33,7 +33,7 @@ NY = layout.EXCHANGE_TZ
 SYMBOLS = ["AAPL", "GOOG"]
 WEEKS = (pd.Timestamp("2025-11-26") - pd.Timestamp("2022-03-30")).days // 7  # Wednesday to Wednesday
 HOLIDAY, EARLY_CLOSE = "2025-11-27", "2025-11-28"
-FROM, TO = pd.Timestamp("2025-11-26 14:00", tz=NY), pd.Timestamp("2025-11-28 23:00", tz=NY)
+FROM, TO = pd.Timestamp("2025-11-26 15:00", tz=NY), pd.Timestamp("2025-11-28 23:00", tz=NY)
 
 
 def _exchange_bars(first: pd.Timestamp, last: pd.Timestamp) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -133,7 +133,7 @@ def test_a_backfill_across_a_holiday_and_an_early_close_runs_exactly_the_exchang
     ]
     assert {r["run_type"] for r in runs} == {"backfill"}
     expected = _exchange_bars(FROM, TO)
-    assert len(expected) == 2 + 4  # 14:30 and 15:30 of the 26th; 09:30 .. 12:30 of the 28th
+    assert len(expected) == 1 + 4  # 15:30 of the 26th; 09:30 .. 12:30 of the 28th (13:00 close)
     intervals = [(pd.Timestamp(r["data_interval_start"]), pd.Timestamp(r["data_interval_end"])) for r in runs]
     assert intervals == expected
 

@@ -167,4 +167,5 @@ def analyze_symbol():
 
     analyzed >> summarize_symbol(chunks)
 
+
 analyze_symbol()

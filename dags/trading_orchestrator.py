@@ -16,7 +16,7 @@
 sessions, when the bar closes; its data interval is the bar (09:30-10:30 ... 15:30-16:00, 12:30-13:00
 on an early close); none on holidays. A cron (America/New_York) may be set instead.
 **Deadline**: a run not finished `TRADING_ORCHESTRATOR_DEADLINE_MINUTES` (20) after its bar closed
-(manual and backfill runs: after being queued) is marked late in its record (Pipeline run page).
+(manual runs: after being queued; backfills: none) is marked late in its record (Pipeline run page).
 **Backfill**: Airflow's backfill (`airflow backfill create --dag-id trading_orchestrator
 --from-date 2026-04-13 --to-date 2026-04-14`) runs each bar of the range like the schedule, with
 the conf given (`ingestion_symbols`, `num_contracts`); `--reprocess-behavior completed` redoes them.

@@ -2,8 +2,9 @@
 
 A scheduled run is late when it has not finished TRADING_ORCHESTRATOR_DEADLINE_MINUTES (default
 20) after its data interval ended (its bar closed): the hour's portfolio is late, whether the
-scheduler, Yahoo or the analysis held it up. A manual or backfill run is counted from when it was
-queued (its interval, if any, may be long past: a backfill of last month is not late).
+scheduler, Yahoo or the analysis held it up. A manual run is counted from when it was queued. A
+backfill run has no deadline: its bar is long past, and Airflow queues all the runs of a backfill
+at once, so each would be "late" 20 minutes into a long backfill however well it went.
 
 When a deadline passes, the scheduler queues :func:`record_late_run` on the triggerer (an
 AsyncCallback): it logs the late run and marks it in the run record (trading_lib.run_record, the
@@ -31,8 +32,9 @@ log = logging.getLogger(__name__)
 
 
 class BarCloseOrQueuedAt(BaseDeadlineReference):
-    """The end of a scheduled run's data interval (the close of its bar); for every other run (manual,
-    backfill, asset-triggered) and a scheduled one without an interval, when it was queued."""
+    """The end of a scheduled run's data interval (the close of its bar); none for a backfill run;
+    for every other run (manual, asset-triggered) and a scheduled one without an interval, when it
+    was queued."""
 
     required_kwargs = {"dag_id", "run_id"}
 
@@ -50,7 +52,10 @@ class BarCloseOrQueuedAt(BaseDeadlineReference):
             log.warning("no run %s of %s: no deadline", run_id, dag_id)
             return None
         run_type, interval_end, queued_at = row
-        if str(getattr(run_type, "value", run_type)) == "scheduled" and interval_end is not None:
+        run_type = str(getattr(run_type, "value", run_type))
+        if run_type == "backfill":
+            return None  # Airflow then creates no deadline for the run
+        if run_type == "scheduled" and interval_end is not None:
             return interval_end
         return queued_at or timezone.utcnow()
 

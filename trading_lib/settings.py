@@ -23,8 +23,9 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
     "TRADING_EXECUTION_MODE": "local (partitions run in the Airflow worker) or kubernetes (one pod each)",
     "TRADING_ORCHESTRATOR_SCHEDULE": "'exchange' (default: one run per bar of the exchange's sessions), "
     "a cron (America/New_York; an interval without a bar is skipped), or 'none' for manual runs only",
-    "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "minutes after its bar closed (manual and backfill runs: after "
-    "it was queued) when an unfinished trading_orchestrator run is late (default 20; 'none': no deadline)",
+    "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "minutes after its bar closed (manual runs: after it was "
+    "queued; backfill runs: none) when an unfinished trading_orchestrator run is late (default 20; "
+    "'none': off)",
     "TRADING_ORCHESTRATOR_START_DATE": "first data interval of the schedule, YYYY-MM-DD (default 2024-01-01)",
     "TRADING_ORCHESTRATOR_END_DATE": "last day of the schedule, YYYY-MM-DD (default: none)",
     "TRADING_ORCHESTRATOR_CATCHUP": "true: the scheduler also runs the intervals missed since the start date",

@@ -1,6 +1,7 @@
 """A backfill across Thanksgiving 2025 (no session) and the 13:00 close of the day after, on a real
-Airflow with the exchange's bar timetable: one run per bar of the exchange, none failed, and
-exactly the exchange's bars ingested and analysed.
+Airflow with the exchange's bar timetable: one run per bar of the exchange, none failed, exactly
+the exchange's bars ingested and analysed, and none of the runs marked late by the deadline alert
+(backfill runs have no deadline; the one set here is shorter than the backfill).
 
 Yahoo is the loopback replay of the real 2022 bars (tests/trading_lib/yahoo_replay.py), shifted by
 whole weeks so that 2022-03-30 .. 2022-04-04 become 2025-11-26 .. 2025-12-01; as Yahoo does, it
@@ -78,7 +79,8 @@ def airflow(tmp_path_factory, data_root, replay):
             # no scheduled run of today's bars (the replay has none): the schedule ends before them
             "TRADING_ORCHESTRATOR_START_DATE": "2025-11-03",
             "TRADING_ORCHESTRATOR_END_DATE": EARLY_CLOSE,
-            "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "none",
+            # a deadline shorter than the backfill: its runs must still not be marked late
+            "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "1",
             "TRADING_SYMBOLS": ",".join(SYMBOLS),
             "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{replay.port}",
         },
@@ -156,6 +158,7 @@ def test_a_backfill_across_a_holiday_and_an_early_close_runs_exactly_the_exchang
         for start, _ in expected
         for symbol in SYMBOLS
     )
+    assert not list((data_root / layout.RUNS_PREFIX).glob("*/late.json"))  # backfill runs have no deadline
     for run, (start, end) in zip(runs, expected, strict=True):
         record = run_record.read_run(storage, run["dag_run_id"])
         assert record["state"] == "success" and record["contracts"] == SYMBOLS

@@ -20,7 +20,8 @@ import pandas as pd
 from trading_lib import layout, sessions
 from trading_lib.errors import BadDataError
 
-BARS_PER_YEAR = 252 * 7  # regular-session hourly bars per year (Sharpe annualisation)
+SESSIONS_PER_YEAR = 252  # NYSE sessions in a year, the usual annualisation convention
+BARS_PER_YEAR = SESSIONS_PER_YEAR * sessions.BARS_PER_SESSION  # full sessions' bars (Sharpe annualisation)
 NOTIONAL_PER_TRADE = 10_000.0  # USD committed by each BUY or SELL
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
 # Why a trade is open (evaluate_trades' open_reason), in the order they are checked.

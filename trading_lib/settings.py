@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trading_lib.errors import BadInputError
+from trading_lib.layout import EXCHANGE_TZ
 from trading_lib.symbols import DEFAULT_SYMBOLS, SymbolError, validate_symbols
 
 EXECUTION_MODES = ("local", "kubernetes")
@@ -43,7 +44,7 @@ ENVIRONMENT_VARIABLES: dict[str, str] = {
 
 DEFAULT_START_DATE = "2024-01-01"
 DEFAULT_SCHEDULE = "30 10-16 * * 1-5"  # after each hourly bar closes, Mon-Fri (America/New_York)
-SCHEDULE_TIMEZONE = "America/New_York"
+SCHEDULE_TIMEZONE = EXCHANGE_TZ  # schedules follow the exchange's clock
 
 
 class SettingsError(BadInputError):

@@ -75,7 +75,7 @@ def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFra
     close = closes.reindex(pd.MultiIndex.from_arrays([out["contract"], out["timestamp"]])).to_numpy()
     wanted = pd.MultiIndex.from_arrays([out["contract"], next_bar])
     next_close = closes.reindex(wanted).to_numpy()
-    out["next_bar"] = next_bar.to_numpy()
+    out["next_bar"] = next_bar.array  # tz-aware as it is (to_numpy() would box every timestamp)
     out["next_return"] = next_close / close - 1.0
     out["position"] = position.to_numpy(dtype=np.int64)
     out["is_trade"] = out["position"] != 0

@@ -215,3 +215,12 @@ def test_importing_the_module_imports_neither_pandas_nor_exchange_calendars():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_lookups_of_one_instant_agree_with_the_grid_on_every_bar(grid):
+    for start, end in zip(grid["start"], grid["end"], strict=True):
+        assert sessions.bar_at(start) == sessions.bar_at(end - pd.Timedelta(microseconds=1)) == (start, end)
+        assert sessions.next_bar(start) == sessions.previous_bar(end) == (start, end)
+    # between two bars of a session there is no gap: a bar's end is the next one's start
+    same_session = grid["session"].shift(-1) == grid["session"]
+    assert (grid["end"][same_session] == grid["start"].shift(-1)[same_session]).all()

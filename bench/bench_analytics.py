@@ -33,10 +33,9 @@ import pandas as pd  # noqa: E402
 from trading_lib import layout  # noqa: E402
 from trading_lib.analytics import BETA_WINDOW_BARS, compute_signals, partition_row  # noqa: E402
 from trading_lib.inputs import AnalysisWindow, InputData  # noqa: E402
+from trading_lib.sessions import BARS_PER_SESSION  # noqa: E402
 from trading_lib.storage import Storage  # noqa: E402
 from trading_lib.store import BarStore  # noqa: E402
-
-BARS_PER_SESSION = 7
 
 
 def one_factor_universe(symbols: int, bars: int, seed: int = 0) -> InputData:

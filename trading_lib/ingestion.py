@@ -11,9 +11,10 @@
   the ingestion before anything is written (unless `allow_partial`); ^GSPC or ^VIX missing
   always does. Bars that have not ended yet are not stored.
 - ^VIX 1h bars come stamped on the hour (Cboe, America/Chicago) while stock bars start at :30 New
-  York time: each stock bar [s, e) gets the close of the last VIX bar that ENDED at or before e
-  (a VIX bar ends at the next one's start, an hour later, or the session close, whichever is
-  first), so no bar sees a later VIX value.
+  York time: each stock bar [s, e) gets the close of the last VIX bar that ENDED during it, in
+  (s, e] (a VIX bar ends at the next one's start, an hour later, or the session close, whichever
+  is first), so no bar sees a later VIX value, nor one more than a bar old: a VIX gap stays a
+  gap (NaN), and validation's market_data check FAILs naming the bars.
 Output: upserts into bars/<YYYY-MM-DD>.parquet (each session file replaced atomically) and
 output/reports/ingestion.json.
 """
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 import pandas as pd
 
 from trading_lib import layout, sessions
@@ -246,12 +248,13 @@ def _fetch(
 
 
 def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
-    """VIX on the stock bar grid without look-ahead: each stock bar [s, e) gets the close of the
-    last VIX bar that ENDED at or before e (as-of backward on end times). A VIX bar's real end is
-    the first of: its start + 1 h, the next VIX bar's start, the NYSE session close (bar_ends), so
-    a VIX bar stamped 15:30 ends at the 16:00 close with the stock 15:30 bar and is its value,
-    while hourly VIX bars stamped on the hour (Chicago time) land 30 minutes before each stock bar
-    ends. Stock bars with no earlier VIX bar get NaN."""
+    """VIX on the stock bar grid, without look-ahead and within one bar: each stock bar [s, e) gets
+    the last VIX bar that ENDED during it, end in (s, e] (as-of backward on end times, then the
+    ones that ended at or before s dropped). A VIX bar's real end is the first of: its start + 1 h,
+    the next VIX bar's start, the NYSE session close (sessions.bar_ends), so a VIX bar stamped
+    15:30 ends at the 16:00 close with the stock 15:30 bar and is its value, while hourly VIX bars
+    stamped on the hour (Chicago time) end 30 minutes before each stock bar does. A stock bar with
+    no such VIX bar gets NaN: Friday's last VIX close is no value for Monday's bars."""
     starts = pd.Series(pd.DatetimeIndex(grid).unique().sort_values())
     stock = pd.DataFrame({"timestamp": starts, "end": bar_ends(starts)})
     vix = vix.sort_values("timestamp", kind="stable").reset_index(drop=True)
@@ -259,7 +262,12 @@ def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
     # ends from every VIX bar, a NaN close included (it still ended the bar before it)
     vix = vix.assign(end=bar_ends(vix_starts, vix_starts.shift(-1)).to_numpy()).drop(columns="timestamp")
     vix = vix.dropna(subset=["close"]).sort_values("end", kind="stable")
-    aligned = pd.merge_asof(stock, vix, on="end", direction="backward", allow_exact_matches=True)
+    aligned = pd.merge_asof(
+        stock, vix.assign(vix_end=vix["end"]), on="end", direction="backward", allow_exact_matches=True
+    )
+    stale = ~(aligned["vix_end"] > aligned["timestamp"])  # ended before the stock bar began, or none
+    values = [c for c in layout.BAR_COLUMNS if c != "timestamp"]
+    aligned.loc[stale, values] = np.nan
     return aligned[layout.BAR_COLUMNS]
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trading_lib.errors import BadInputError
+from trading_lib.layout import EXCHANGE_TZ
 from trading_lib.symbols import DEFAULT_SYMBOLS, SymbolError, validate_symbols
 
 EXECUTION_MODES = ("local", "kubernetes")
@@ -49,7 +50,7 @@ DEFAULT_START_DATE = "2024-01-01"
 EXCHANGE_SCHEDULE = "exchange"  # trading_airflow.timetables.ExchangeBarTimetable: one run per bar close
 DEFAULT_SCHEDULE = EXCHANGE_SCHEDULE
 DEFAULT_DEADLINE_MINUTES = 20
-SCHEDULE_TIMEZONE = "America/New_York"
+SCHEDULE_TIMEZONE = EXCHANGE_TZ  # schedules follow the exchange's clock
 
 
 class SettingsError(BadInputError):

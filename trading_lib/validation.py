@@ -45,8 +45,9 @@ RULES = {
     "first bar to its last; a whole missing session once, at its date; holidays are not sessions), "
     "or bars off that grid: WARN; FAIL when a contract has fewer than "
     f"{COMPLETENESS_FAIL_FRACTION:.0%} of the expected bars",
-    "market_data": f"{MARKET_INDEX} and {VOLATILITY_INDEX} have a valid close (finite, > 0) at every "
-    "stock bar timestamp: FAIL otherwise (that partition could not be analysed), FAIL if either is empty",
+    "market_data": f"{MARKET_INDEX} and {VOLATILITY_INDEX} have a valid close (finite, > 0) of their own "
+    "bar at every stock bar timestamp (a gap is never filled from an earlier bar): FAIL otherwise, "
+    "one issue per index and bar (that partition could not be analysed), FAIL if either is empty",
     # The data contract (trading_lib.bar_contract) on the holdings, ^GSPC and ^VIX: every violating
     # bar is one FAIL issue.
     "duplicates": f"a repeated (contract, timestamp), or a repeated {MARKET_INDEX}/{VOLATILITY_INDEX} "

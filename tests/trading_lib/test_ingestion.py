@@ -216,7 +216,7 @@ def test_bad_requests_are_named(tmp_path, symbols, start, end, message):
         ingest_market_data(Storage(str(tmp_path)), symbols, start, end, now=NOW)
 
 
-def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp_path):
+def test_vix_gaps_stay_gaps_never_filled_from_an_earlier_bar(server, tmp_path):
     # VIX is served on the hour, 30 minutes before each stock bar starts; leave some bars out
     vix = server.expected("^VIX").reset_index(drop=True)
     start, _ = _window(server)
@@ -227,15 +227,38 @@ def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp
     server.scenarios["^VIX"] = ("drop", set(served[dropped]))
     _ingest(server, tmp_path)
     data = read_inputs(Storage(str(tmp_path)))
-    got = data.vix.set_index("timestamp")["close"]
+    assert data.vix["timestamp"].tolist() == data.spx["timestamp"].tolist()  # a row per stock bar
+    got = data.vix.set_index("timestamp")
     for row in dropped:
+        # the previous VIX bar still served ended an hour or more before this stock bar did
         ts = vix.loc[row, "timestamp"]
-        # the previous VIX bar still served is the last one that ended before this stock bar did
-        previous = max(r for r in range(row) if r not in dropped)
-        assert got[ts] == pytest.approx(vix.loc[previous, "Close"]), ts
+        assert got.loc[ts, ["open", "high", "low", "close", "volume"]].isna().all(), ts
     kept = vix.drop(index=dropped)
     kept = kept[kept["timestamp"].isin(got.index)]
-    assert got[kept["timestamp"]].to_numpy() == pytest.approx(kept["Close"].to_numpy())
+    assert got.loc[kept["timestamp"], "close"].to_numpy() == pytest.approx(kept["Close"].to_numpy())
+
+
+def test_a_missing_monday_of_vix_fails_validation_naming_its_bars(server, tmp_path):
+    # Before: each of Monday's 7 stock bars took Friday's last VIX close and market_data passed.
+    from trading_lib.validation import validate_inputs
+
+    vix = server.expected("^VIX").reset_index(drop=True)
+    start, _ = _window(server)
+    later = vix[vix["timestamp"] >= pd.Timestamp(start, tz=layout.EXCHANGE_TZ)]
+    monday = later.loc[later["timestamp"].dt.day_of_week == 0, "timestamp"].dt.date.iloc[0]
+    on_monday = vix["timestamp"].dt.date == monday
+    assert on_monday.sum() == 7
+    server.scenarios["^VIX"] = ("drop", set(vix.loc[on_monday, "timestamp"] - pd.Timedelta(minutes=30)))
+    _ingest(server, tmp_path)
+    data = read_inputs(Storage(str(tmp_path)))
+    monday_bars = vix.loc[on_monday, "timestamp"].tolist()
+    assert data.vix.set_index("timestamp").loc[monday_bars, "close"].isna().all()
+    report = validate_inputs(data)
+    assert report.status == "FAIL" and report.checks["market_data"]["severity"] == "FAIL"
+    issues = report.issues[report.issues["check"] == "market_data"]
+    assert issues["contract"].unique().tolist() == ["^VIX"]
+    assert issues["timestamp"].tolist() == monday_bars
+    assert set(issues["detail"]) == {"no ^VIX close for this stock bar"}
 
 
 def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(server, tmp_path):
@@ -341,9 +364,9 @@ def test_a_vix_gap_does_not_stretch_the_bar_before_it():
     dropped = [7, 40, 41, 153]  # a session's first bar, two in a row mid-session, the very last one
     aligned = align_vix(served.drop(index=dropped), spx["timestamp"])
     expected = vix["close"].copy()
-    for row in dropped:
-        expected[row] = expected[row - 1]  # the previous VIX bar still served (41 -> 40 -> 39)
-    assert aligned["close"].tolist() == expected.tolist()
+    expected[dropped] = np.nan  # the previous VIX bar still served ended before the stock bar began
+    assert aligned["close"].tolist() == pytest.approx(expected.tolist(), nan_ok=True)
+    assert aligned["close"].isna().sum() == len(dropped)
 
 
 def _fetch_window(server) -> tuple[str, str]:

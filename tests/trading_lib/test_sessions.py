@@ -186,9 +186,10 @@ def test_session_arithmetic():
     assert sessions.completed_sessions(2, _ts("2024-11-29 13:00"))[1] == pd.Timestamp("2024-11-30")
     starts = sessions.bar_starts_from("2024-11-28", 5)
     assert starts.tolist() == [*sessions.bar_starts("2024-11-29", "2024-11-29"), _ts("2024-12-02 09:30")]
-    # the warm-up holds the beta window and the bar before its first return
-    assert (sessions.WARMUP_SESSIONS - 1) * sessions.BARS_PER_SESSION >= BETA_WINDOW_BARS + 1 - 7
-    assert sessions.WARMUP_SESSIONS * sessions.BARS_PER_SESSION >= BETA_WINDOW_BARS + 1
+    # the warm-up: the fewest full sessions that hold the beta window and the bar before its first return
+    needed = BETA_WINDOW_BARS + 1
+    per_session = sessions.BARS_PER_SESSION
+    assert (sessions.WARMUP_SESSIONS - 1) * per_session < needed <= sessions.WARMUP_SESSIONS * per_session
 
 
 def test_bar_ends_of_any_timestamps():
@@ -215,3 +216,12 @@ def test_importing_the_module_imports_neither_pandas_nor_exchange_calendars():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_lookups_of_one_instant_agree_with_the_grid_on_every_bar(grid):
+    for start, end in zip(grid["start"], grid["end"], strict=True):
+        assert sessions.bar_at(start) == sessions.bar_at(end - pd.Timedelta(microseconds=1)) == (start, end)
+        assert sessions.next_bar(start) == sessions.previous_bar(end) == (start, end)
+    # between two bars of a session there is no gap: a bar's end is the next one's start
+    same_session = grid["session"].shift(-1) == grid["session"]
+    assert (grid["end"][same_session] == grid["start"].shift(-1)[same_session]).all()

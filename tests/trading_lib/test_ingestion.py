@@ -251,13 +251,13 @@ def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(
     sessions = store.sessions()
     assert pd.Timestamp(first.fetch_start) < pd.Timestamp(start)  # the warm-up came from Yahoo
     assert first.written["bars_added"] > 0 and first.written["sessions_written"] == sessions
-    files = {p.name: p.read_bytes() for p in (tmp_path / "bars").iterdir()}
+    version = store.version
     again = _ingest(server, tmp_path)
     # from the first needed session the store lacks (the replayed 2022 bars have gaps where the
     # shifted calendar has sessions) or the latest stored one: never the whole range again
     assert first.fetch_start < again.fetch_start <= sessions[-1]
     assert again.written["sessions_written"] == [] and again.written["bars_added"] == 0
-    assert {p.name: p.read_bytes() for p in (tmp_path / "bars").iterdir()} == files
+    assert BarStore(Storage(str(tmp_path))).version == version  # nothing committed
     # a later window takes its warm-up from the store: only the sessions after it are fetched
     later_end = str((pd.Timestamp(end) + pd.Timedelta(days=7)).date())
     report = ingest_market_data(

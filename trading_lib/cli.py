@@ -115,12 +115,13 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
             storage, num_contracts=args.contracts, seed=args.seed, real_folder=args.real, start=args.start
         )
     if args.command == "ingest":
-        from trading_lib.ingestion import default_window, ingest_market_data, yahoo_session
+        from trading_lib.ingestion import ingest_market_data, yahoo_session
+        from trading_lib.run_request import default_ingestion_dates
         from trading_lib.settings import load_settings
 
         start, end = parse_date_range(args.start, args.end, ("--start", "--end"))
         if start is None:
-            start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+            start, end = default_ingestion_dates()
         session = yahoo_session(load_settings().yahoo_endpoint)
         report = ingest_market_data(
             storage, args.symbols, start, end, allow_partial=args.allow_partial, session=session

@@ -330,12 +330,12 @@ class BarStore:
 
     def latest_window(self, bars: int) -> AnalysisWindow:
         """The window of the last ``bars`` stored ^GSPC bars (the default of a manual run)."""
-        from trading_lib.ingestion import bar_ends
+        from trading_lib.sessions import MIN_BARS_PER_SESSION, bar_ends
 
         stored = self.sessions()
         if not stored:
             raise BadDataError(f"the bar store {self.storage.url(layout.BARS_PREFIX)} is empty")
-        count = max(1, -(-bars // 4))  # a session has at least 4 bars (early closes)
+        count = max(1, -(-bars // MIN_BARS_PER_SESSION))
         while True:
             frame = self.read_sessions(stored[-count:], [MARKET_INDEX], ["symbol", "timestamp"])
             if len(frame) >= bars or count >= len(stored):

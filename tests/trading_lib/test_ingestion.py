@@ -24,12 +24,11 @@ from trading_lib.ingestion import (
     RangeNotAvailableError,
     _fetch,
     align_vix,
-    bar_ends,
-    default_window,
     ingest_market_data,
     retry_delays,
 )
 from trading_lib.inputs import AnalysisWindow, InputData
+from trading_lib.sessions import bar_ends
 from trading_lib.storage import Storage
 from trading_lib.store import BarStore, split_rows
 
@@ -215,11 +214,6 @@ def test_ranges_older_than_730_days_are_refused_before_any_request(server, tmp_p
 def test_bad_requests_are_named(tmp_path, symbols, start, end, message):
     with pytest.raises(ValueError, match=message):
         ingest_market_data(Storage(str(tmp_path)), symbols, start, end, now=NOW)
-
-
-def test_default_window_is_the_last_complete_sessions():
-    start, end = default_window(pd.Timestamp("2026-11-25 15:00", tz="America/New_York"), sessions=5)
-    assert (str(start.date()), str(end.date())) == ("2026-11-18", "2026-11-25")
 
 
 def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp_path):

@@ -409,11 +409,11 @@ class BarStore:
 
     def compact(self, sessions: list[str] | None = None) -> int:
         """Rewrite the files of ``sessions`` (default: every session) into one file each: the same
-        bars, fewer files to open (each interval's write adds one). A new version; returns how
-        many files it removed. Maintenance, run while NO writer runs: delta-rs 1.6.6's compaction
+        bars, fewer files to open. Every write already leaves the sessions it touches as one file
+        (see _merge), so this is for tables written otherwise. A new version; returns how many
+        files it removed. Maintenance, run while NO writer runs: delta-rs 1.6.6's compaction
         committed beside concurrent MERGEs of the same session left bars twice in our tests (its
-        commit does not conflict with a MERGE that rewrote a file it compacted), so the writer
-        never compacts by itself (docs/history.md)."""
+        commit was not refused although a MERGE had rewritten a file it compacted)."""
         self.refresh()
         table = self._delta()
         if table is None:
@@ -517,6 +517,12 @@ def _merge(table, changed: pd.DataFrame, sessions: list[str]) -> dict[str, Any]:
         )
         .when_matched_update(updates)
         .when_not_matched_insert_all()
+        # The session's other bars are rewritten as they are, so the commit leaves each session it
+        # touches as one file: reads stay one file per session whatever the write history, and
+        # no separate compaction has to race the writers (it did; docs/history.md).
+        .when_not_matched_by_source_update(
+            {"symbol": "t.symbol"}, predicate=f"t.{PARTITION_COLUMN} IN ({touched})"
+        )
         .execute()
     )
 

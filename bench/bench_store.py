@@ -137,7 +137,7 @@ def bench_ingest(root: Path, rows: pd.DataFrame) -> None:
     elapsed = (time.perf_counter() - started) * 1000
     print(
         f"one interval's ingestion ({len(nxt)} symbols), delta table: {elapsed:.0f} ms "
-        f"(version {report.version}, {report.attempts} attempt; includes compacting the session)"
+        f"(version {report.version}, {report.attempts} attempt; the session rewritten as one file)"
     )
     revised = nxt.assign(close=nxt["close"] * 1.0001, high=np.maximum(nxt["high"], nxt["close"] * 1.0001))
     started = time.perf_counter()

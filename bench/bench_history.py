@@ -3,11 +3,12 @@
     python bench/bench_history.py [--symbols 500] [--sessions 252] [--root DIR] [--reads 100]
 
 Measures, on the local disk:
-1. a partition's look-back read (BarStore.lookback: ~12 session files) — goal <= 50 ms;
+1. a partition's look-back read (BarStore.lookback: ~12 session files of the Delta table) — goal <= 50 ms;
 2. the cumulative aggregation over the year (pipeline.aggregate): cold (every per-session roll-up
    built from the partition files) and warm (roll-ups fresh, the steady state of a schedule) —
    goal <= 10 s;
-3. ingesting one new interval for every symbol (BarStore.upsert): which files it rewrites.
+3. ingesting one new interval for every symbol (BarStore.upsert): one MERGE commit.
+(bench/bench_store.py measures the store alone, beside the previous release's file store.)
 
 The store and the results are built once into --root (default: a folder under the system temp
 dir, reused by later runs); building a year of partition files takes minutes.
@@ -16,7 +17,6 @@ dir, reused by later runs); building a year of partition files takes minutes.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -40,7 +40,7 @@ from trading_lib.store import BarStore  # noqa: E402
 def build(root: Path, symbols: int, sessions: int) -> None:
     storage = Storage(str(root))
     marker = root / ".built"
-    if marker.exists() and marker.read_text() == f"{symbols} {sessions}":
+    if marker.exists() and marker.read_text() == f"{symbols} {sessions} delta":
         print(f"reusing {root}")
         return
     started = time.perf_counter()
@@ -61,7 +61,7 @@ def build(root: Path, symbols: int, sessions: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table.slice(i, 1), path, compression=PARQUET_COMPRESSION)
     print(f"wrote {len(keys):,} partition files in {time.perf_counter() - started:.1f} s")
-    marker.write_text(f"{symbols} {sessions}")
+    marker.write_text(f"{symbols} {sessions} delta")
 
 
 def bench_lookback(root: Path, reads: int) -> None:
@@ -109,17 +109,14 @@ def bench_ingest_interval(root: Path) -> None:
     nxt = rows[rows["timestamp"] == latest].assign(timestamp=latest + pd.Timedelta(days=1))
     nxt["close"] = nxt["close"] * 1.001
     nxt["high"] = np.maximum(nxt["high"], nxt["close"])
-    before = {p.name: p.stat().st_mtime_ns for p in (root / layout.BARS_PREFIX).iterdir()}
     started = time.perf_counter()
     report = store.upsert(nxt, "bench: one new interval")
     elapsed = time.perf_counter() - started
-    after = {p.name: p.stat().st_mtime_ns for p in (root / layout.BARS_PREFIX).iterdir()}
-    changed = sorted(name for name in after if before.get(name) != after[name])
     print(
-        f"ingest one interval for {len(nxt)} symbols: {elapsed * 1000:.0f} ms, rewrote {changed} "
-        f"(sessions_written {report.sessions_written}, {len(after)} session files in the store)"
+        f"ingest one interval for {len(nxt)} symbols: {elapsed * 1000:.0f} ms, "
+        f"committed version {report.version} "
+        f"(sessions_written {report.sessions_written}; the bar stays in the store: a new version each run)"
     )
-    os.remove(root / layout.bars_key(report.sessions_written[0]))  # keep the store as built
 
 
 def main() -> None:

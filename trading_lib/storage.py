@@ -28,6 +28,9 @@ import pyarrow.parquet as pq
 from trading_lib.errors import BadInputError, TransientError
 
 PARQUET_COMPRESSION = "snappy"
+# Timestamp granularity allowed for a folder's modification time (folder_version): 2 s covers the
+# coarsest filesystems in use (FAT's 2 s; ext3, HFS+ and many network filesystems' 1 s).
+RACY_SECONDS = 2
 
 
 class StorageError(TransientError):
@@ -81,6 +84,24 @@ class Storage:
         path = self.path(key, allow_root=True)
         return f"s3://{path}" if self.is_s3 else path
 
+    def key_of(self, location: str) -> str:
+        """The key of a full location below the root (an s3:// URI, a file:// URI or a path)."""
+        path = location.removeprefix("s3://").removeprefix("file://")
+        if not self.is_s3:
+            path = os.path.abspath(path)
+        if not path.startswith(self._base + "/"):
+            raise StorageError(f"{location} is not below {self.root}")
+        return path[len(self._base) + 1 :]
+
+    def delta_location(self, key: str) -> tuple[str, dict[str, str]]:
+        """(table URI, storage options) for delta-rs, which has its own object store client: the
+        endpoint, region and credentials of this storage's filesystem (an Airflow connection's
+        when the DAG side handed one in), else delta-rs reads the usual AWS_* environment."""
+        path = self.path(key)
+        if not self.is_s3:
+            return path, {}
+        return f"s3://{path}", _delta_s3_options(self.fs)
+
     def exists(self, key: str) -> bool:
         return self._call(key, "check", lambda p: self._fresh(p) and self.fs.exists(p))
 
@@ -132,10 +153,20 @@ class Storage:
 
     def folder_version(self, prefix: str) -> tuple[str, list[str]]:
         """(a token that changes whenever a file below ``prefix`` is added, replaced or removed,
-        the names of its files). Locally the folder's own modification time: every write here is a
-        rename into the folder, which updates it, and it costs one stat, not one per file. On S3
-        a digest of the listing's names, sizes and modification times (one LIST)."""
+        the names of its files), for caches of what the folder holds.
+
+        Locally the folder's own modification time and file count: every write here is a rename
+        into the folder, which updates it, and it costs one stat, not one per file. A timestamp
+        has a granularity (a tick; seconds on coarse filesystems): a rewrite within the tick of
+        the last one leaves it unchanged. So, as git does with its "racily clean" index entries,
+        a folder modified less than RACY_SECONDS ago gets a token that never matches again (a
+        cache built from it is rebuilt next time); once it is older, any later write lands in a
+        later tick and changes the token.
+
+        On S3 a digest of the listing's names, sizes and ETags (one LIST): an ETag is a digest of
+        the object's content, so a same-size rewrite within one second of LastModified is seen."""
         import hashlib
+        import time
 
         if not self.is_s3:
             base = self.path(prefix, allow_root=True)
@@ -146,10 +177,17 @@ class Storage:
                 return "absent", []
             except OSError as exc:
                 raise StorageError(f"cannot list {self.url(prefix)}: {exc}") from exc
+            if time.time_ns() - before < RACY_SECONDS * 1e9:
+                return f"racy:{uuid.uuid4().hex}", names
             return f"mtime:{before}:{len(names)}", names
-        entries = self.list_entries(prefix)
-        digest = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()
-        return f"s3:{digest}", sorted(entries)
+        entries = sorted(
+            (info["name"].rstrip("/").rsplit("/", 1)[-1], int(info.get("size") or 0), str(info.get("ETag")))
+            for info in self._s3_ls(prefix)
+            if info.get("type") == "file"
+        )
+        entries = [entry for entry in entries if not entry[0].startswith(".")]
+        digest = hashlib.sha256(repr(entries).encode()).hexdigest()
+        return f"s3:{digest}", [name for name, _, _ in entries]
 
     def list_folders(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix``, sorted; [] when absent."""
@@ -194,7 +232,12 @@ class Storage:
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
+                # The bytes reach the disk before the rename makes them visible: after a crash
+                # the name points at the whole new file or the old one, never at an empty one.
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
+            _fsync_folder(folder)
         except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -268,6 +311,13 @@ class Storage:
         keys = list(keys)
         if not keys:
             return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+        return self.read_arrow_many(keys, columns, filters).to_pandas()
+
+    def read_arrow_many(
+        self, keys: Iterable[str], columns: list[str] | None = None, filters: list[tuple] | None = None
+    ) -> pa.Table:
+        """:meth:`read_parquet_many` as one Arrow table (no pandas conversion)."""
+        keys = list(keys)
         paths = [self._source(k) for k in keys]
         try:
             if self.is_s3:
@@ -287,7 +337,7 @@ class Storage:
             for key in keys:  # which file: missing, unreachable (retryable) or corrupt
                 self.read_parquet_metadata(key)
             raise CorruptInputError(f"cannot read the parquet files under {self.root}: {exc}") from exc
-        return table.to_pandas()
+        return table
 
     # -- json ----------------------------------------------------------------------------------
     def write_json(self, key: str, payload: Any) -> None:
@@ -377,6 +427,56 @@ class Storage:
         reason = f"{code}: {message}" if code and not code.isdigit() else str(exc)
         hint = "; check the access key id and secret" if self.is_s3 else ""
         return f"access denied{where} ({reason}){hint}"
+
+
+def _fsync_folder(folder: str) -> None:
+    """Persist a rename: the folder's entry is data too (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _delta_s3_options(fs: fsspec.AbstractFileSystem) -> dict[str, str]:
+    """delta-rs (object_store) options equivalent to an s3fs filesystem's configuration."""
+    options: dict[str, str] = {}
+    kwargs = dict(getattr(fs, "storage_options", {}) or {})
+    client_kwargs = dict(kwargs.get("client_kwargs") or {})
+    endpoint = kwargs.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    endpoint = endpoint or getattr(fs, "endpoint_url", None)
+    region = client_kwargs.get("region_name") or kwargs.get("region_name")
+    key, secret, token = getattr(fs, "key", None), getattr(fs, "secret", None), getattr(fs, "token", None)
+    if not key and getattr(fs, "session", None) is not None:
+        # An Airflow connection's filesystem carries an aiobotocore session, not keys.
+        from fsspec.asyn import sync
+
+        credentials = sync(fs.loop, fs.session.get_credentials)
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            if hasattr(frozen, "__await__"):
+                frozen = sync(fs.loop, lambda: frozen)
+            key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
+        region = region or fs.session.get_config_variable("region")
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["aws_endpoint_url"] = endpoint
+        if endpoint.startswith("http://"):
+            options["aws_allow_http"] = "true"
+    if region:
+        options["aws_region"] = region
+    if key:
+        options["aws_access_key_id"] = key
+    if secret:
+        options["aws_secret_access_key"] = secret
+    if token:
+        options["aws_session_token"] = token
+    return options
 
 
 def _s3_error(exc: BaseException) -> tuple[str | None, str]:

@@ -144,9 +144,10 @@ def _s3_storage(server, data_root: str) -> Storage:
 
 
 def _local_copy(s3: Storage, folder: Path) -> Storage:
-    """The bar store of ``s3`` (every bars/<YYYY-MM-DD>.parquet) copied into a local data root."""
+    """The bar store of ``s3`` (its Delta table: the log and every data file) copied into a local
+    data root."""
     local = Storage(str(folder))
-    keys = s3.list_keys(layout.BARS_PREFIX, suffix=".parquet")
+    keys = s3.list_keys(layout.BARS_PREFIX)
     assert keys, f"no bars under {s3.url(layout.BARS_PREFIX)}"
     for key in keys:
         local.write_bytes(key, s3.read_bytes(key))

@@ -157,8 +157,10 @@ def _partition_files(root: Path) -> dict[str, tuple[bytes, int]]:
     }
 
 
-def _bar_files(root: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (root / layout.BARS_PREFIX).glob("*.parquet")}
+def _bar_files(root: Path) -> tuple[int | None, str]:
+    """The bar store's version and every bar in it: equal when nothing was committed."""
+    store = BarStore(Storage(str(root)))
+    return store.version, store.read_sessions(store.sessions()).to_csv()
 
 
 @pytest.fixture(scope="module")

@@ -119,8 +119,9 @@ def test_run_records_accumulate_and_latest_points_at_the_newest(storage):
 def test_the_partition_path_refuses_bad_stored_bars(storage, change, message):
     """A bad bar that reached a session file some other way (written by hand, an older version)
     never becomes a result: the partition checks the rows it read against the data contract."""
-    key = layout.bars_key("2024-01-02")
+    (key,) = BarStore(storage).session_files(["2024-01-02"])  # the session's one data file
     rows = storage.read_parquet(key)
+    rows["timestamp"] = layout.to_exchange_time(rows["timestamp"])  # the table stores UTC
     at = rows.index[(rows["symbol"] == "AAPL") & (rows["timestamp"].dt.hour == 12)][0]
     if change == "duplicate":  # a conflicting copy of the bar: another close
         rows = pd.concat([rows, rows.loc[[at]].assign(close=2.25)], ignore_index=True)

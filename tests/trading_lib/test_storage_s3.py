@@ -326,38 +326,14 @@ def test_a_server_killed_during_a_put_shows_no_partial_object_after_restart(seaw
     assert server.objects(_prefix(storage)) == {f"{_prefix(storage)}/out/a.bin": b"previous version"}
 
 
-def test_a_failure_on_the_last_session_write_leaves_every_object_whole(s3_server):
-    """The bar store on S3: the last of three session PUTs fails (a connection reset injected
-    into the filesystem's PUT, on a real server); the two sessions before it are whole new
-    objects, the last keeps its old bytes, and the error is a retried StorageError naming it."""
-    from _store_data import session_data
-
-    from trading_lib import layout
-    from trading_lib.store import BarStore, to_store_rows
-
+def test_a_same_size_rewrite_within_one_second_changes_the_folder_version(s3_server):
+    """S3's LastModified has one-second resolution: a same-size rewrite within that second is
+    seen by its ETag (a digest of the content) in the folder's version."""
     storage = _storage(s3_server)
-    store = BarStore(storage)
-    days = ("2024-01-02", "2024-01-03", "2024-01-04")
-    for day in days:
-        store.write(session_data(day), "test")
-    before = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
-
-    real_put, puts = storage.fs.pipe_file, []
-
-    def put_failing_on_the_third(path, data, **kwargs):
-        puts.append(path)
-        if len(puts) == 3:
-            raise ConnectionResetError(f"connection reset while sending {path}")
-        return real_put(path, data, **kwargs)
-
-    storage.fs.pipe_file = put_failing_on_the_third
-    revised = pd.concat([to_store_rows(session_data(day, close=1.7)) for day in days], ignore_index=True)
-    with pytest.raises(StorageError, match="bars/2024-01-04.parquet") as excinfo:
-        store.upsert(revised, "test")
-    storage.fs.pipe_file = real_put
-    assert not isinstance(excinfo.value, CorruptInputError)  # an outage: retried
-    after = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
-    assert after[days[0]] != before[days[0]] and after[days[1]] != before[days[1]]
-    assert after[days[2]] == before[days[2]]
-    for day in days[:2]:
-        assert set(store.read_sessions([day], ["AAPL", "MSFT"])["close"]) == {1.7}
+    storage.write_bytes("day/a.bin", b"BUY")
+    first = storage.folder_version("day")
+    storage.write_bytes("day/a.bin", b"SEL")
+    second = storage.folder_version("day")
+    assert first[1] == second[1] == ["a.bin"] and first[0] != second[0]
+    storage.write_bytes("day/a.bin", b"SEL")  # the same bytes again: the same version
+    assert storage.folder_version("day") == second

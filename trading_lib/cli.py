@@ -75,6 +75,13 @@ def _parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--period-end", help="last session of the period report, YYYY-MM-DD")
     aggregate.add_argument("--run-id", action="append", default=[], help="also report this run (repeatable)")
 
+    commands.add_parser(
+        "migrate-store",
+        help="convert an earlier release's bar store (bars/<YYYY-MM-DD>.parquet) to the Delta table, once",
+    )
+    store = commands.add_parser("store-info", help="the bar store's version, sessions and latest commits")
+    store.add_argument("--history", type=int, default=5, help="how many commits to show (default 5)")
+
     run = commands.add_parser(
         "run", help="the whole pipeline in this process (validate, partitions, aggregate)"
     )
@@ -108,12 +115,13 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
             storage, num_contracts=args.contracts, seed=args.seed, real_folder=args.real, start=args.start
         )
     if args.command == "ingest":
-        from trading_lib.ingestion import default_window, ingest_market_data, yahoo_session
+        from trading_lib.ingestion import ingest_market_data, yahoo_session
+        from trading_lib.run_request import default_ingestion_dates
         from trading_lib.settings import load_settings
 
         start, end = parse_date_range(args.start, args.end, ("--start", "--end"))
         if start is None:
-            start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+            start, end = default_ingestion_dates()
         session = yahoo_session(load_settings().yahoo_endpoint)
         report = ingest_market_data(
             storage, args.symbols, start, end, allow_partial=args.allow_partial, session=session
@@ -141,6 +149,34 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
             period_end=parse_date(args.period_end, "--period-end"),
             results_storage=results,
         )
+    if args.command == "migrate-store":
+        from trading_lib.store import migrate_legacy_store
+
+        return EXIT_OK, migrate_legacy_store(storage)
+    if args.command == "store-info":
+        import pandas as pd
+
+        from trading_lib.store import BarStore
+
+        store = BarStore(storage)
+        sessions = store.sessions()
+        return EXIT_OK, {
+            "store": store.url,
+            "version": store.version,
+            "sessions": len(sessions),
+            "first_session": sessions[0] if sessions else None,
+            "last_session": sessions[-1] if sessions else None,
+            "history": [
+                {
+                    "version": commit.get("version"),
+                    "timestamp": pd.Timestamp(commit.get("timestamp", 0), unit="ms", tz="UTC").isoformat(),
+                    "operation": commit.get("operation"),
+                    "read_version": commit.get("readVersion"),
+                    "metrics": commit.get("operationMetrics"),
+                }
+                for commit in store.history(args.history)
+            ],
+        }
     if args.command == "run":
         # Every check comes before the first write: a bad request leaves no record behind.
         window = _window(storage, args)

@@ -31,16 +31,14 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
-from trading_lib import layout
+from trading_lib import layout, sessions
 from trading_lib.errors import RequestError, TransientError
 from trading_lib.inputs import AnalysisWindow, InputData
+from trading_lib.sessions import WARMUP_SESSIONS, bar_ends
 from trading_lib.store import BarStore
 from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, SymbolError, validate_symbols
 
 YAHOO_INTRADAY_DAYS = 730
-DEFAULT_SESSIONS = 5  # a run without dates ingests the last five complete sessions
-WARMUP_SESSIONS = 11
-EXCHANGE = "XNYS"
 INGESTION_REPORT = "ingestion"
 
 
@@ -80,27 +78,9 @@ class IngestionReport:
         return asdict(self)
 
 
-def _calendar():
-    import exchange_calendars as xcals
-
-    return xcals.get_calendar(EXCHANGE)
-
-
 def _utc(now) -> pd.Timestamp:
     now = pd.Timestamp.now(tz="UTC") if now is None else pd.Timestamp(now)
     return now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
-
-
-def default_window(
-    now: pd.Timestamp | None = None, sessions: int = DEFAULT_SESSIONS
-) -> tuple[pd.Timestamp, pd.Timestamp]:
-    """The last ``sessions`` complete NYSE sessions before ``now``: (first session, day after the last)."""
-    now = _utc(now)
-    calendar = _calendar()
-    closed = calendar.closes[calendar.closes <= now]
-    last = closed.index[-1]
-    first = calendar.sessions_window(last, -sessions)[0]
-    return pd.Timestamp(first), pd.Timestamp(last) + pd.Timedelta(days=1)
 
 
 # Exception class names (anywhere in the MRO, so requests', urllib3's and curl_cffi's variants all
@@ -265,22 +245,6 @@ def _fetch(
     raise AssertionError("unreachable")  # the loop returns on its last attempt
 
 
-def bar_ends(starts: pd.Series, next_starts: pd.Series | None = None) -> pd.Series:
-    """End of each 1h bar (positional, exchange time): one hour after its start, or the session
-    close if that comes first (the 15:30 bar and early closes), or the next bar's start if
-    ``next_starts`` is given and that comes first (NaT: no next bar). The close counts only for a
-    bar that starts before it: a bar on a day with no NYSE session, or after the close, lasts one hour."""
-    starts = pd.Series(layout.to_exchange_time(starts)).reset_index(drop=True)
-    days = pd.DatetimeIndex(starts.dt.tz_localize(None).dt.normalize())
-    closes = pd.Series(_calendar().closes.reindex(days).to_numpy()).dt.tz_convert(layout.EXCHANGE_TZ)
-    ends = starts + pd.Timedelta(hours=1)
-    ends = ends.where(~((closes > starts) & (closes < ends)), closes)  # NaT compares False: no cap
-    if next_starts is not None:
-        following = pd.Series(layout.to_exchange_time(next_starts)).reset_index(drop=True)
-        ends = ends.where(~(following < ends), following)
-    return ends.dt.as_unit(layout.TIMESTAMP_UNIT)
-
-
 def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
     """VIX on the stock bar grid without look-ahead: each stock bar [s, e) gets the close of the
     last VIX bar that ENDED at or before e (as-of backward on end times). A VIX bar's real end is
@@ -305,12 +269,11 @@ def plan_fetch(
     """(the sessions [first_day, end_day) need, counting warm-up; the ones to fetch): a needed session
     is fetched when the store lacks it or lacks one of ``tickers`` in it, and the latest stored
     session is fetched again when it is needed (it may have been stored while it was still trading)."""
-    calendar = _calendar()
-    sessions = calendar.sessions_in_range(first_day, end_day - pd.Timedelta(days=1))
-    if sessions.empty:
+    requested = sessions.sessions_in_range(first_day, end_day - pd.Timedelta(days=1))
+    if requested.empty:
         raise RequestError(f"no NYSE session between start {first_day.date()} and end {end_day.date()}")
-    warmup = calendar.sessions_window(sessions[0], -(warmup_sessions + 1))[:-1]
-    needed = [str(d.date()) for d in warmup.append(sessions)]
+    warmup = sessions.sessions_before(requested[0], warmup_sessions)
+    needed = [str(d.date()) for d in warmup.append(requested)]
     stored = store.sessions()
     present = [d for d in needed if d in set(stored)]
     have = store.read_sessions(present, tickers, ["symbol", "timestamp"])

@@ -3,7 +3,8 @@
 All keys are relative to the data root (settings.data_root), local or s3://. docs/history.md
 explains the choices.
 
-    bars/<YYYY-MM-DD>.parquet                           the bar store: one file per session date,
+    bars/                                               the bar store: a Delta table partitioned by
+                                                        session date (bars/session=<YYYY-MM-DD>/),
                                                         every symbol (stocks, ^GSPC, ^VIX): BAR_STORE_COLUMNS
     output/trading-results/<YYYY-MM-DD>/<SEG>_<HHMMSS>.parquet   one file per partition: RESULT_COLUMNS
     output/trading-results/<YYYY-MM-DD>.parquet         roll-up of that session's partition results
@@ -131,7 +132,8 @@ def session_date(ts: pd.Timestamp) -> str:
     return to_exchange_time(ts).strftime("%Y-%m-%d")
 
 
-def bars_key(day: str) -> str:
+def legacy_bars_key(day: str) -> str:
+    """A session file of the bar store of releases before the Delta table (migrate-store reads it)."""
     return f"{BARS_PREFIX}/{day}.parquet"
 
 

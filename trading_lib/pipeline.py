@@ -18,6 +18,8 @@ import pandas as pd
 from trading_lib import layout
 from trading_lib.errors import RequestError
 from trading_lib.inputs import AnalysisWindow
+from trading_lib.run_request import DEFAULT_WINDOW_BARS
+from trading_lib.sessions import WARMUP_SESSIONS
 from trading_lib.settings import Settings, load_settings
 from trading_lib.storage import MissingInputError, Storage
 from trading_lib.store import BarStore
@@ -25,8 +27,6 @@ from trading_lib.symbols import SymbolError, symbol_to_segment, validate_symbol
 
 VALIDATION_REPORT = "validation"
 PORTFOLIO_REPORT = "portfolio"
-DEFAULT_WINDOW_BARS = 24  # a manual run without a window analyses the last 24 stored bars
-WARMUP_SESSIONS = 11  # sessions before a window that validation checks too (what beta reads)
 GRID_LIMIT = 10_000  # partitions listed in a report's grid (the newest ones)
 ROLLUP_READERS = 8  # sessions an aggregation reads at once
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

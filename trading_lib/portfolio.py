@@ -1,8 +1,11 @@
 """Portfolio analytics over partition results: trade quality, P&L, win rate, Sharpe, average beta.
 
 Trade quality needs the full series: a BUY at t is good when the contract's NEXT bar return is
-positive, a SELL when it is negative. The next return comes from the input bars, so one missing
-partition does not hide its neighbour's outcome. Formulas: docs/formulas.md.
+positive, a SELL when it is negative. The next bar is the next bar of the exchange grid
+(trading_lib.sessions: 15:30 -> the next session's 09:30), and its close comes from the input
+bars, so one missing partition does not hide its neighbour's outcome, while a missing bar or
+session keeps the trade open (never closed against a later bar). Open trades are counted and
+listed with the reason. Formulas: docs/formulas.md.
 """
 
 from __future__ import annotations
@@ -14,12 +17,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trading_lib import layout
+from trading_lib import layout, sessions
 from trading_lib.errors import BadDataError
 
 BARS_PER_YEAR = 252 * 7  # regular-session hourly bars per year (Sharpe annualisation)
 NOTIONAL_PER_TRADE = 10_000.0  # USD committed by each BUY or SELL
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
+# Why a trade is open (evaluate_trades' open_reason), in the order they are checked.
+OPEN_REASONS = {
+    "close": "no close at the trade's bar",
+    "missing": "next bar of the grid missing (a later bar is stored)",
+    "next_close": "next bar stored without a close",
+    "pending": "next bar not stored yet",
+}
+OPEN_TRADE_COLUMNS = ["contract", "timestamp", "signal", "next_bar", "reason"]
 
 
 class PortfolioInputError(BadDataError):
@@ -41,7 +52,11 @@ def _columns(frame: pd.DataFrame, columns: list[str], name: str) -> pd.DataFrame
 
 
 def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFrame:
-    """``results`` plus position, next_return, is_trade, is_closed, is_good and pnl (USD)."""
+    """``results`` plus position, next_bar, next_return, is_trade, is_closed, is_good, pnl (USD)
+    and open_reason (an OPEN_REASONS key for an open trade, else None).
+
+    next_bar is the next bar of the exchange grid after the result's bar; next_return =
+    close(next_bar) / close(t) - 1 from ``holdings``, NaN when either close is not there."""
     out = results.copy()
     out["timestamp"] = _columns(results, ["contract", "timestamp", "signal"], "results")["timestamp"]
     position = out["signal"].map(POSITIONS)
@@ -51,15 +66,33 @@ def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFra
             f"results: column signal holds {', '.join(bad)}; expected BUY, SELL or HOLD"
         )
     bars = _columns(holdings, ["contract", "timestamp", "close"], "holdings")
-    bars = bars.sort_values(["contract", "timestamp"], kind="stable")
     bars = bars.drop_duplicates(["contract", "timestamp"], keep="last")
-    # The contract's next bar in the input, whether or not that bar has a partition result.
-    same_contract = bars["contract"].shift(-1) == bars["contract"]
-    bars["next_return"] = (bars["close"].shift(-1) / bars["close"] - 1.0).where(same_contract)
-    out = out.merge(bars[["contract", "timestamp", "next_return"]], on=["contract", "timestamp"], how="left")
+    closes = bars.set_index(["contract", "timestamp"])["close"]
+    # The contract's next bar of the grid, whether or not that bar has a partition result; a
+    # missing bar or session is never bridged by the bar stored after it.
+    next_bar = sessions.next_bar_starts(out["timestamp"])
+    close = closes.reindex(pd.MultiIndex.from_arrays([out["contract"], out["timestamp"]])).to_numpy()
+    wanted = pd.MultiIndex.from_arrays([out["contract"], next_bar])
+    next_close = closes.reindex(wanted).to_numpy()
+    out["next_bar"] = next_bar.to_numpy()
+    out["next_return"] = next_close / close - 1.0
     out["position"] = position.to_numpy(dtype=np.int64)
     out["is_trade"] = out["position"] != 0
     out["is_closed"] = out["is_trade"] & out["next_return"].notna()
+    latest = bars["timestamp"].max() if len(bars) else None
+    stored = wanted.isin(closes.index)
+    reason = np.select(
+        [
+            np.isnan(close),
+            ~stored & (next_bar <= latest).to_numpy() if latest is not None else np.zeros(len(out), bool),
+            stored,
+        ],
+        ["close", "missing", "next_close"],
+        "pending",
+    )
+    out["open_reason"] = pd.Series(reason, index=out.index, dtype=object).where(
+        out["is_trade"] & ~out["is_closed"], None
+    )
     out["is_good"] = out["is_closed"] & (np.sign(out["next_return"]) == out["position"])
     out["pnl"] = (out["position"] * out["next_return"] * NOTIONAL_PER_TRADE).where(out["is_closed"], 0.0)
     return out
@@ -72,6 +105,7 @@ class PortfolioReport:
     timeseries: pd.DataFrame
     daily: pd.DataFrame
     missing_partitions: pd.DataFrame
+    open_trades: pd.DataFrame  # OPEN_TRADE_COLUMNS: every trade without an outcome, and why
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe: timestamps as ISO 8601 strings, NaN as None, numpy scalars as Python ones."""
@@ -81,13 +115,15 @@ class PortfolioReport:
             "timeseries": _records(self.timeseries),
             "daily": _records(self.daily),
             "missing_partitions": _records(self.missing_partitions),
+            "open_trades": _records(self.open_trades),
         }
 
 
 def build_portfolio_report(
     results: pd.DataFrame, holdings: pd.DataFrame, expected: pd.DataFrame | None = None
 ) -> PortfolioReport:
-    """The portfolio report of ``results``; ``expected`` partitions absent from results are listed."""
+    """The portfolio report of ``results``; ``expected`` partitions absent from results are listed,
+    and so are the open trades (OPEN_REASONS says why each is open)."""
     _require(results, ["beta"], "results")
     trades = evaluate_trades(results, holdings)
     missing = _missing(results, expected)
@@ -146,6 +182,10 @@ def build_portfolio_report(
     returns = timeseries["portfolio_return"].dropna()
     sharpe = sharpe_ratio(returns)
     closed = int(trades["is_closed"].sum())
+    open_trades = trades.loc[trades["open_reason"].notna()].sort_values(
+        ["timestamp", "contract"], kind="stable"
+    )
+    open_trades = open_trades.assign(reason=open_trades["open_reason"].map(OPEN_REASONS))[OPEN_TRADE_COLUMNS]
     signals = trades["signal"].value_counts()
     summary = {
         "contracts": int(trades["contract"].nunique()),
@@ -154,6 +194,8 @@ def build_portfolio_report(
         "missing_partitions": len(missing),
         "trades": int(trades["is_trade"].sum()),
         "closed_trades": closed,
+        "open_trades": len(open_trades),
+        "open_trades_missing_bar": int((trades["open_reason"] == "missing").sum()),
         "good_trades": int(trades["is_good"].sum()),
         "win_rate": int(trades["is_good"].sum()) / closed if closed else None,
         "total_pnl": float(trades["pnl"].sum()),
@@ -168,7 +210,7 @@ def build_portfolio_report(
         "last_timestamp": trades["timestamp"].max() if len(trades) else None,
         "signals": {s: int(signals.get(s, 0)) for s in layout.SIGNALS},
     }
-    return PortfolioReport(summary, contracts, timeseries, daily, missing)
+    return PortfolioReport(summary, contracts, timeseries, daily, missing, open_trades.reset_index(drop=True))
 
 
 def sharpe_ratio(returns: pd.Series) -> float:

@@ -15,7 +15,8 @@ from trading_lib.symbols import DEFAULT_SYMBOLS, SymbolError, validate_symbols
 
 MAX_CONTRACTS = 500
 MAX_WINDOW_BARS = 5_000
-DEFAULT_WINDOW_BARS = 24
+DEFAULT_WINDOW_BARS = 24  # a manual run without a window analyses the last 24 stored bars
+DEFAULT_INGESTION_SESSIONS = 5  # an ingestion without dates takes the last five closed sessions
 SCHEDULED_RUN_TYPES = ("scheduled", "backfill")  # runs that ingest and analyse their data interval
 DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
 # A bar start as the Params take it: ISO 8601 date-time with a UTC offset (or Z).
@@ -165,9 +166,7 @@ def orchestrator_request(
             start = window_start[:10]
             end = (_exchange_time(window_end).normalize() + _one_day()).strftime("%Y-%m-%d")
         else:
-            from trading_lib.ingestion import default_window
-
-            start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+            start, end = default_ingestion_dates()
     if window_start is not None and window_start >= window_end:
         raise RequestError(f"window_start ({window_start}) must be before window_end ({window_end})")
     if ingest and num_contracts is not None and num_contracts > len(symbols):
@@ -202,15 +201,22 @@ def ingestion_request(params: dict[str, Any], conf: dict[str, Any] | None = None
         params.get("start_date"), params.get("end_date"), ("start_date", "end_date")
     )
     if start is None:
-        from trading_lib.ingestion import default_window
-
-        start, end = (t.strftime("%Y-%m-%d") for t in default_window())
+        start, end = default_ingestion_dates()
     return {
         "symbols": symbols,
         "start": start,
         "end": end,
         "allow_partial": bool(params.get("allow_partial")),
     }
+
+
+def default_ingestion_dates(now: Any = None) -> tuple[str, str]:
+    """The [start, end) dates (YYYY-MM-DD) of an ingestion request without dates: the last
+    DEFAULT_INGESTION_SESSIONS sessions closed by ``now`` (default: now)."""
+    from trading_lib.sessions import completed_sessions
+
+    first, end = completed_sessions(DEFAULT_INGESTION_SESSIONS, now)
+    return first.strftime("%Y-%m-%d"), end.strftime("%Y-%m-%d")
 
 
 def _exchange_time(value: Any):

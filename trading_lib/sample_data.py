@@ -21,9 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trading_lib import layout
-from trading_lib.ingestion import bar_ends
+from trading_lib import layout, sessions
 from trading_lib.inputs import AnalysisWindow, InputData, InputDataError, normalise_bars
+from trading_lib.sessions import BARS_PER_SESSION, WARMUP_SESSIONS, bar_ends
 from trading_lib.symbols import (
     DEFAULT_SYMBOLS,
     MARKET_INDEX,
@@ -32,7 +32,7 @@ from trading_lib.symbols import (
     validate_symbol,
     validate_symbols,
 )
-from trading_lib.validation import BARS_PER_SESSION, EXCHANGE, MAD_TO_SIGMA, expected_bar_starts
+from trading_lib.validation import MAD_TO_SIGMA
 
 DEFAULT_CONTRACTS = DEFAULT_SYMBOLS
 MORE_CONTRACTS = (
@@ -40,7 +40,6 @@ MORE_CONTRACTS = (
     "AVGO", "COST", "WMT", "MCD", "CSCO", "ACN", "ABT", "DHR", "LIN", "TMO",
 )  # fmt: skip
 SYNTHETIC_PREFIX = "SYN"  # SYN000, SYN001, ... once the real names run out
-WARMUP_SESSIONS = 11  # 77 bars = the 70-bar beta window + one session
 MARKET_LEVEL = 4700.0
 MARKET_DRIFT, MARKET_VOL = 0.00005, 0.002
 IDIOSYNCRATIC_VOL = 0.003
@@ -70,22 +69,6 @@ def contract_names(count: int) -> list[str]:
     names = list(DEFAULT_CONTRACTS + MORE_CONTRACTS)
     names += [f"{SYNTHETIC_PREFIX}{i:03d}" for i in range(max(0, count - len(names)))]
     return validate_symbols(names[:count])
-
-
-def exchange_bar_starts(first_day: str, count: int) -> pd.DatetimeIndex:
-    """The first ``count`` NYSE hourly bar starts of the sessions from ``first_day`` on."""
-    import exchange_calendars as xcals
-
-    calendar = xcals.get_calendar(EXCHANGE)
-    try:
-        first = calendar.date_to_session(pd.Timestamp(first_day), direction="next")
-        # Every session has at least 4 bars (13:00 early closes): enough sessions for ``count``.
-        sessions = calendar.sessions_window(first, -(-count // 4) + 1)
-    except (ValueError, TypeError) as exc:  # exchange_calendars' date errors are ValueErrors
-        raise InputDataError(
-            f"start={first_day!r}: no NYSE sessions for {count} bars from it: {exc}"
-        ) from None
-    return expected_bar_starts(sessions[0], sessions[-1])[:count]
 
 
 def _winsorize(log_returns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -130,7 +113,10 @@ def generate_sample_data(
             raise InputDataError(f"{name}={value!r} must be an integer >= {minimum}")
     contracts = contract_names(num_contracts)
     bars = warmup_bars + window_bars
-    grid = exchange_bar_starts(start, bars)
+    try:
+        grid = sessions.bar_starts_from(start, bars)
+    except (ValueError, TypeError) as exc:  # exchange_calendars' date errors are ValueErrors
+        raise InputDataError(f"start={start!r}: no NYSE sessions for {bars} bars from it: {exc}") from None
     rng = np.random.default_rng(seed)
 
     market_log = rng.normal(MARKET_DRIFT, MARKET_VOL, bars)
@@ -274,11 +260,11 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
 
     holdings = pd.concat([read(s).assign(contract=s) for s in stocks], ignore_index=True)
     spx, vix = read(MARKET_INDEX), read(VOLATILITY_INDEX)
-    sessions = spx["timestamp"].dt.normalize().drop_duplicates().reset_index(drop=True)
-    if len(sessions) <= WARMUP_SESSIONS:
+    days = spx["timestamp"].dt.normalize().drop_duplicates().reset_index(drop=True)
+    if len(days) <= WARMUP_SESSIONS:
         raise InputDataError(
-            f"{files[MARKET_INDEX]}: {len(sessions)} sessions, need more than {WARMUP_SESSIONS} (warm-up)"
+            f"{files[MARKET_INDEX]}: {len(days)} sessions, need more than {WARMUP_SESSIONS} (warm-up)"
         )
-    window_start = spx["timestamp"][spx["timestamp"] >= sessions[WARMUP_SESSIONS]].min()
+    window_start = spx["timestamp"][spx["timestamp"] >= days[WARMUP_SESSIONS]].min()
     window = AnalysisWindow(window_start, bar_ends(spx["timestamp"].tail(1)).iloc[0])
     return InputData(holdings=holdings[layout.HOLDINGS_COLUMNS], vix=vix, spx=spx, window=window)

@@ -81,6 +81,24 @@ class Storage:
         path = self.path(key, allow_root=True)
         return f"s3://{path}" if self.is_s3 else path
 
+    def key_of(self, location: str) -> str:
+        """The key of a full location below the root (an s3:// URI, a file:// URI or a path)."""
+        path = location.removeprefix("s3://").removeprefix("file://")
+        if not self.is_s3:
+            path = os.path.abspath(path)
+        if not path.startswith(self._base + "/"):
+            raise StorageError(f"{location} is not below {self.root}")
+        return path[len(self._base) + 1 :]
+
+    def delta_location(self, key: str) -> tuple[str, dict[str, str]]:
+        """(table URI, storage options) for delta-rs, which has its own object store client: the
+        endpoint, region and credentials of this storage's filesystem (an Airflow connection's
+        when the DAG side handed one in), else delta-rs reads the usual AWS_* environment."""
+        path = self.path(key)
+        if not self.is_s3:
+            return path, {}
+        return f"s3://{path}", _delta_s3_options(self.fs)
+
     def exists(self, key: str) -> bool:
         return self._call(key, "check", lambda p: self._fresh(p) and self.fs.exists(p))
 
@@ -194,7 +212,12 @@ class Storage:
         try:
             with open(tmp, "wb") as fh:
                 fh.write(data)
+                # The bytes reach the disk before the rename makes them visible: after a crash
+                # the name points at the whole new file or the old one, never at an empty one.
+                fh.flush()
+                os.fsync(fh.fileno())
             os.replace(tmp, path)
+            _fsync_folder(folder)
         except BaseException as exc:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -268,6 +291,13 @@ class Storage:
         keys = list(keys)
         if not keys:
             return pd.DataFrame(columns=columns) if columns else pd.DataFrame()
+        return self.read_arrow_many(keys, columns, filters).to_pandas()
+
+    def read_arrow_many(
+        self, keys: Iterable[str], columns: list[str] | None = None, filters: list[tuple] | None = None
+    ) -> pa.Table:
+        """:meth:`read_parquet_many` as one Arrow table (no pandas conversion)."""
+        keys = list(keys)
         paths = [self._source(k) for k in keys]
         try:
             if self.is_s3:
@@ -287,7 +317,7 @@ class Storage:
             for key in keys:  # which file: missing, unreachable (retryable) or corrupt
                 self.read_parquet_metadata(key)
             raise CorruptInputError(f"cannot read the parquet files under {self.root}: {exc}") from exc
-        return table.to_pandas()
+        return table
 
     # -- json ----------------------------------------------------------------------------------
     def write_json(self, key: str, payload: Any) -> None:
@@ -377,6 +407,56 @@ class Storage:
         reason = f"{code}: {message}" if code and not code.isdigit() else str(exc)
         hint = "; check the access key id and secret" if self.is_s3 else ""
         return f"access denied{where} ({reason}){hint}"
+
+
+def _fsync_folder(folder: str) -> None:
+    """Persist a rename: the folder's entry is data too (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _delta_s3_options(fs: fsspec.AbstractFileSystem) -> dict[str, str]:
+    """delta-rs (object_store) options equivalent to an s3fs filesystem's configuration."""
+    options: dict[str, str] = {}
+    kwargs = dict(getattr(fs, "storage_options", {}) or {})
+    client_kwargs = dict(kwargs.get("client_kwargs") or {})
+    endpoint = kwargs.get("endpoint_url") or client_kwargs.get("endpoint_url")
+    endpoint = endpoint or getattr(fs, "endpoint_url", None)
+    region = client_kwargs.get("region_name") or kwargs.get("region_name")
+    key, secret, token = getattr(fs, "key", None), getattr(fs, "secret", None), getattr(fs, "token", None)
+    if not key and getattr(fs, "session", None) is not None:
+        # An Airflow connection's filesystem carries an aiobotocore session, not keys.
+        from fsspec.asyn import sync
+
+        credentials = sync(fs.loop, fs.session.get_credentials)
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            if hasattr(frozen, "__await__"):
+                frozen = sync(fs.loop, lambda: frozen)
+            key, secret, token = frozen.access_key, frozen.secret_key, frozen.token
+        region = region or fs.session.get_config_variable("region")
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        options["aws_endpoint_url"] = endpoint
+        if endpoint.startswith("http://"):
+            options["aws_allow_http"] = "true"
+    if region:
+        options["aws_region"] = region
+    if key:
+        options["aws_access_key_id"] = key
+    if secret:
+        options["aws_secret_access_key"] = secret
+    if token:
+        options["aws_session_token"] = token
+    return options
 
 
 def _s3_error(exc: BaseException) -> tuple[str | None, str]:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trading_lib import bar_contract, layout
+from trading_lib import bar_contract, layout, sessions
 from trading_lib.inputs import InputData
 from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX, validate_symbols
 
@@ -30,8 +30,6 @@ OUTLIER_SIGMA = 3.0  # |robust z| of a bar return above this: WARN
 MAD_TO_SIGMA = 1.4826  # MAD x this = standard deviation for normal data
 OUTLIER_MIN_RETURNS = 10  # a contract with fewer returns has no reliable scale: not checked
 COMPLETENESS_FAIL_FRACTION = 0.5  # fewer of the expected bars than this in one contract: FAIL
-EXCHANGE = "XNYS"
-BARS_PER_SESSION = 7  # 09:30 ... 15:30; early closes have fewer
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 ISSUE_COLUMNS = ["check", "severity", "contract", "timestamp", "detail"]
 # A close-to-close ratio within SPLIT_TOLERANCE (in log terms, ~3 %) of one of these factors or
@@ -127,33 +125,6 @@ def _issues(check: str, severity: str, contract, timestamp, detail) -> pd.DataFr
     frame.insert(0, "severity", severity)
     frame.insert(0, "check", check)
     return frame[ISSUE_COLUMNS].reset_index(drop=True)
-
-
-def expected_bar_starts(first_day: object, last_day: object) -> pd.DatetimeIndex:
-    """NYSE hourly bar starts of every session from ``first_day`` to ``last_day`` (exchange time).
-
-    Bars start on the hour from each session's open (09:30) while before its close, labelled by
-    their start as Yahoo does: 09:30 ... 15:30 on a full day, 09:30 ... 12:30 on a 13:00 close.
-    """
-    import exchange_calendars as xcals
-
-    calendar = xcals.get_calendar(EXCHANGE)
-    sessions = calendar.sessions_in_range(_day(first_day), _day(last_day))
-    opens = calendar.opens.loc[sessions].to_numpy(dtype="datetime64[ns]")  # UTC
-    closes = calendar.closes.loc[sessions].to_numpy(dtype="datetime64[ns]")
-    starts = opens[:, None] + np.arange(BARS_PER_SESSION) * np.timedelta64(1, "h")
-    starts = starts[starts < closes[:, None]]
-    return (
-        pd.DatetimeIndex(starts)
-        .tz_localize("UTC")
-        .tz_convert(layout.EXCHANGE_TZ)
-        .as_unit(layout.TIMESTAMP_UNIT)
-    )
-
-
-def _day(value: object) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_convert(layout.EXCHANGE_TZ).tz_localize(None).normalize() if ts.tzinfo else ts.normalize()
 
 
 def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
@@ -346,7 +317,7 @@ def _expected_grid(holdings: pd.DataFrame) -> pd.DatetimeIndex:
     if holdings.empty:
         return pd.DatetimeIndex([], tz=layout.EXCHANGE_TZ).as_unit(layout.TIMESTAMP_UNIT)
     first, last = holdings["timestamp"].min(), holdings["timestamp"].max()
-    expected = expected_bar_starts(first, last)
+    expected = sessions.bar_starts(first, last)
     return expected[(expected >= first) & (expected <= last)]
 
 

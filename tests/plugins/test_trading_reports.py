@@ -96,6 +96,8 @@ def _portfolio(kind: str, run_id: str | None) -> dict:
             "missing_partitions": 1,
             "trades": 28,
             "closed_trades": 24,
+            "open_trades": 4,
+            "open_trades_missing_bar": 1,
             "good_trades": 14,
             "win_rate": 14 / 24,
             "total_pnl": cumulative[-1],
@@ -122,6 +124,25 @@ def _portfolio(kind: str, run_id: str | None) -> dict:
         "timeseries": timeseries,
         "daily": daily,
         "missing_partitions": [{"contract": "^VIX", "timestamp": bars[-1]}],
+        "open_trades": [
+            {
+                "contract": "MSFT",
+                "timestamp": bars[6],
+                "signal": "BUY",
+                "next_bar": bars[7],
+                "reason": "next bar of the grid missing (a later bar is stored)",
+            },
+            *(
+                {
+                    "contract": c,
+                    "timestamp": bars[-1],
+                    "signal": "SELL",
+                    "next_bar": "2024-01-24T09:30:00-05:00",
+                    "reason": "next bar not stored yet",
+                }
+                for c in CONTRACTS
+            ),
+        ],
         "partitions": partitions,
     }
 
@@ -395,7 +416,12 @@ def test_portfolio_page_shows_the_period_report(client, viewer, data_root):
         assert re.search(rf'id="{key}"><div>[^<]+</div><div class="v">{re.escape(shown)}</div>', page), key
     assert "Good trades / closed trades" in page  # definitions beside the numbers
     assert f"{summary['sharpe_returns']:,} returns; ± is the standard error (Lo 2002)" in page
-    assert f"{summary['trades']:,} trades" in page
+    assert f"{summary['trades']:,} trades" in page and f"{summary['open_trades']:,} open)" in page
+    open_trades = _cells(page, "open-trades")  # each open trade named, with its next bar and why
+    assert [row[:2] for row in open_trades] == [
+        [t["contract"], t["timestamp"]] for t in report["open_trades"]
+    ]
+    assert open_trades[0][3:] == [report["open_trades"][0]["next_bar"], report["open_trades"][0]["reason"]]
     contracts = _cells(page, "contracts")
     assert [row[0] for row in contracts] == CONTRACTS
     assert [row[5] for row in contracts] == ["+1,234.50", "\u2212987.25", "0.00"]

@@ -4,8 +4,10 @@ import re
 
 import pandas as pd
 import pytest
+from _frames import real
 
 from trading_lib import layout, pipeline
+from trading_lib.analytics import compute_signals
 from trading_lib.errors import BadDataError, RequestError
 from trading_lib.inputs import AnalysisWindow, InputData
 from trading_lib.storage import MissingInputError, Storage
@@ -117,8 +119,9 @@ def test_run_records_accumulate_and_latest_points_at_the_newest(storage):
 def test_the_partition_path_refuses_bad_stored_bars(storage, change, message):
     """A bad bar that reached a session file some other way (written by hand, an older version)
     never becomes a result: the partition checks the rows it read against the data contract."""
-    key = layout.bars_key("2024-01-02")
+    (key,) = BarStore(storage).session_files(["2024-01-02"])  # the session's one data file
     rows = storage.read_parquet(key)
+    rows["timestamp"] = layout.to_exchange_time(rows["timestamp"])  # the table stores UTC
     at = rows.index[(rows["symbol"] == "AAPL") & (rows["timestamp"].dt.hour == 12)][0]
     if change == "duplicate":  # a conflicting copy of the bar: another close
         rows = pd.concat([rows, rows.loc[[at]].assign(close=2.25)], ignore_index=True)
@@ -141,3 +144,25 @@ def test_generate_inputs_writes_a_year_of_bars_that_chunk_within_the_map_limit(t
     assert pipeline.resolve_window(storage, bars=1764) == window
     chunks = layout.chunk_partitions(labels, 1024)
     assert len(chunks) == 882 and {len(c) for c in chunks} == {2}
+
+
+def test_the_portfolio_report_names_the_trade_before_a_missing_session(tmp_path):
+    # The real 2022 bars in the store lack Monday 2022-03-21; Friday 03-18's partitions are
+    # aggregated: its 15:30 trades stay open (they used to close against Tuesday 09:30).
+    data = real()
+    storage = Storage(str(tmp_path))
+    BarStore(storage).write(data, source="real bars")
+    results = compute_signals(data.holdings, data.spx, data.vix)
+    friday = results[results["timestamp"].dt.strftime("%Y-%m-%d") == "2022-03-18"]
+    for _, row in friday.iterrows():  # seven bars x five contracts: the files a run would write
+        storage.write_parquet(layout.result_key(row["contract"], row["timestamp"]), friday.loc[[row.name]])
+    summary = pipeline.aggregate(storage)
+    report = storage.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
+    last = friday[friday["timestamp"] == friday["timestamp"].max()]
+    traded = last[last["signal"] != "HOLD"]
+    assert sorted(traded["contract"]) == ["AAPL", "FB"]
+    assert [(t["contract"], t["timestamp"], t["next_bar"]) for t in report["open_trades"]] == [
+        (c, "2022-03-18T15:30:00-04:00", "2022-03-21T09:30:00-04:00") for c in sorted(traded["contract"])
+    ]
+    assert summary["open_trades"] == summary["open_trades_missing_bar"] == 2
+    assert summary["closed_trades"] == summary["trades"] - 2

@@ -3,6 +3,7 @@ import math
 import statistics
 
 import empyrical
+import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,6 +72,7 @@ def test_report_numbers_on_a_hand_checked_example():
         "good_trades", "win_rate", "total_pnl", "sharpe_ratio", "average_beta", "bars_per_year",
         "notional_per_trade", "first_timestamp", "last_timestamp", "signals",
         "sharpe_returns", "sharpe_standard_error", "sharpe_annualisation",
+        "open_trades", "open_trades_missing_bar",
     }  # fmt: skip
     assert (s["contracts"], s["partitions"], s["expected_partitions"], s["missing_partitions"]) == (
         2,
@@ -79,6 +81,7 @@ def test_report_numbers_on_a_hand_checked_example():
         1,
     )
     assert (s["trades"], s["closed_trades"], s["good_trades"]) == (6, 4, 3)
+    assert (s["open_trades"], s["open_trades_missing_bar"]) == (2, 0)  # the last bar's: not stored yet
     assert s["win_rate"] == 0.75
     assert s["total_pnl"] == pytest.approx(4000.0)
     assert s["average_beta"] == pytest.approx((1.0 + 1.2 + 0.8 + 2.0 + 3.0) / 5)  # finite betas only
@@ -138,7 +141,14 @@ def test_missing_partitions_are_listed_and_counted():
 def test_to_dict_is_strict_json():
     report = build_portfolio_report(_results(), _holdings(), _expected())
     payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert set(payload) == {"summary", "contracts", "timeseries", "daily", "missing_partitions"}
+    assert set(payload) == {
+        "summary",
+        "contracts",
+        "timeseries",
+        "daily",
+        "missing_partitions",
+        "open_trades",
+    }
     assert payload["summary"]["first_timestamp"] == "2024-01-02T09:30:00-05:00"
     assert payload["timeseries"][-1]["portfolio_return"] is None
     assert payload["contracts"][0]["contract"] == "AAPL" and payload["contracts"][0]["buys"] == 2
@@ -157,7 +167,17 @@ def test_sharpe_matches_empyrical_on_kernel_results(source):
     results = compute_signals(data.holdings, data.spx, data.vix)
     report = build_portfolio_report(results, data.holdings)
     returns = report.timeseries["portfolio_return"].dropna()
-    assert len(returns) == results["timestamp"].nunique() - 1  # only the last bar has no next return
+    # no next return: the last bar, and the bars whose next NYSE bar is not in the data (the real
+    # bars lack the session of 2022-03-21; the synthetic weekdays hold holidays, off the grid)
+    times = pd.DatetimeIndex(results["timestamp"].unique()).sort_values()
+    nyse = xcals.get_calendar("XNYS")
+    minutes = nyse.minutes_in_range(times[0], times[-1] + pd.Timedelta(days=7))
+    grid = minutes[
+        (minutes - nyse.minutes_to_sessions(minutes).map(nyse.opens)) % pd.Timedelta(hours=1)
+        == pd.Timedelta(0)
+    ]
+    following = grid[grid.searchsorted(times, side="right")]
+    assert len(returns) == following.isin(times).sum() > len(times) * 0.9
     assert report.summary["trades"] > 0
     assert report.summary["sharpe_ratio"] == pytest.approx(
         empyrical.sharpe_ratio(returns, annualization=BARS_PER_YEAR), rel=1e-12
@@ -208,3 +228,104 @@ def test_report_states_returns_and_daily_table():
     assert daily["pnl"].sum() == pytest.approx(s["total_pnl"])
     assert daily["partitions"].sum() == s["partitions"] and daily["closed_trades"].sum() == s["closed_trades"]
     assert daily["cumulative_pnl"].iloc[-1] == pytest.approx(s["total_pnl"])
+
+
+def _ny(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="America/New_York").as_unit("us")
+
+
+def test_a_trade_closes_only_across_the_next_bar_of_the_exchange_grid():
+    # Tuesday 2024-11-26 and Monday 12-02 stored; Wednesday 11-27 and the 11-29 early close missing,
+    # Thanksgiving (11-28) no session at all
+    stored = [_ny(f"2024-11-26 {t}") for t in ("14:30", "15:30")] + [_ny("2024-12-02 09:30")]
+    holdings = pd.DataFrame({"contract": "AAPL", "timestamp": stored, "close": [100.0, 101.0, 110.0]})
+    results = pd.DataFrame(
+        {"contract": "AAPL", "timestamp": stored, "signal": ["BUY", "BUY", "SELL"], "beta": 1.0}
+    )
+    trades = evaluate_trades(results, holdings)
+    assert trades["next_bar"].tolist() == [
+        _ny("2024-11-26 15:30"),
+        _ny("2024-11-27 09:30"),
+        _ny("2024-12-02 10:30"),
+    ]
+    # the BUY at 15:30 is not closed against Monday's bar, +8.9 %: Wednesday's 09:30 bar is missing
+    assert trades["next_return"].tolist() == pytest.approx([0.01, np.nan, np.nan], nan_ok=True)
+    assert trades["is_closed"].tolist() == [True, False, False]
+    assert trades["open_reason"].tolist() == [None, "missing", "pending"]
+    report = build_portfolio_report(results, holdings)
+    assert (report.summary["open_trades"], report.summary["open_trades_missing_bar"]) == (2, 1)
+    assert report.summary["total_pnl"] == pytest.approx(100.0)
+    named = report.to_dict()["open_trades"]
+    assert named == [
+        {
+            "contract": "AAPL",
+            "timestamp": "2024-11-26T15:30:00-05:00",
+            "signal": "BUY",
+            "next_bar": "2024-11-27T09:30:00-05:00",
+            "reason": "next bar of the grid missing (a later bar is stored)",
+        },
+        {
+            "contract": "AAPL",
+            "timestamp": "2024-12-02T09:30:00-05:00",
+            "signal": "SELL",
+            "next_bar": "2024-12-02T10:30:00-05:00",
+            "reason": "next bar not stored yet",
+        },
+    ]
+
+    # with the sessions stored, the overnight return is one bar, and so is the one across the
+    # holiday (Wednesday 16:00 -> Friday 10:30): a closed exchange is no missing bar
+    wednesday = [_ny("2024-11-27 09:30"), _ny("2024-11-27 15:30"), _ny("2024-11-29 09:30")]
+    more = pd.concat(
+        [holdings, pd.DataFrame({"contract": "AAPL", "timestamp": wednesday, "close": [99.0, 100.0, 105.0]})]
+    )
+    later = pd.DataFrame(
+        {"contract": "AAPL", "timestamp": [stored[1], wednesday[1]], "signal": "BUY", "beta": 1.0}
+    )
+    trades = evaluate_trades(later, more)
+    assert trades["next_return"].tolist() == pytest.approx([99.0 / 101.0 - 1, 0.05])
+    assert trades["is_closed"].all() and trades["open_reason"].isna().all()
+
+
+def test_a_stored_bar_without_a_close_keeps_its_trades_open():
+    holdings = _holdings()
+    holdings.loc[1, "close"] = np.nan  # AAPL at T[1]
+    trades = evaluate_trades(_results(), holdings).set_index(["contract", "timestamp"])
+    assert trades.loc[("AAPL", T[0]), "open_reason"] == "next_close"
+    assert trades.loc[("AAPL", T[1]), "open_reason"] == "close"
+    assert not trades.loc[("AAPL", T[0]), "is_closed"]
+
+
+def test_on_the_real_bars_the_trades_before_the_missing_sessions_stay_open():
+    # input/yahoo-1h-2022 lacks the sessions of 2022-03-21, 03-29 and 04-06: the last trades before
+    # each used to close against the bar after the gap (the FB BUY at 03-18 15:30, +249.16 USD,
+    # against 03-22 09:30). Good Friday 04-15 is a holiday, no missing session.
+    data = real()
+    results = compute_signals(data.holdings, data.spx, data.vix)
+    report = build_portfolio_report(results, data.holdings)
+    nyse = xcals.get_calendar("XNYS")
+    stored_days = set(data.holdings["timestamp"].dt.strftime("%Y-%m-%d"))
+    sessions = nyse.sessions_in_range("2022-03-14", "2022-04-18").strftime("%Y-%m-%d")
+    gaps = [day for day in sessions if day not in stored_days]
+    assert gaps == ["2022-03-21", "2022-03-29", "2022-04-06"]
+    # the last stored bar before each gap, from the calendar: the previous session's close - 30 min
+    before = [nyse.previous_close(pd.Timestamp(f"{day} 12:00", tz="America/New_York")) for day in gaps]
+    before = [t.tz_convert("America/New_York") - pd.Timedelta(minutes=30) for t in before]
+    trades = results[results["signal"] != "HOLD"]
+    stuck = trades[trades["timestamp"].isin(before)].sort_values(["timestamp", "contract"])
+    named = pd.DataFrame(report.to_dict()["open_trades"])
+    missing = named[named["reason"].str.startswith("next bar of the grid missing")]
+    assert missing[["contract", "timestamp"]].values.tolist() == [
+        [c, t.isoformat()] for c, t in zip(stuck["contract"], stuck["timestamp"], strict=True)
+    ]
+    assert ["FB", "2022-03-18T15:30:00-04:00", "BUY", "2022-03-21T09:30:00-04:00"] in missing[
+        ["contract", "timestamp", "signal", "next_bar"]
+    ].values.tolist()
+    assert report.summary["open_trades_missing_bar"] == len(stuck) > 0
+    last = results["timestamp"].max()
+    pending = named[named["reason"] == "next bar not stored yet"]
+    assert set(pending["timestamp"]) == {last.isoformat()}
+    assert report.summary["open_trades"] == len(stuck) + len(pending) == len(named)
+    assert report.summary["closed_trades"] == len(trades) - len(named)
+    thursday = evaluate_trades(results[results["timestamp"] == _ny("2022-04-14 15:30")], data.holdings)
+    assert set(thursday["next_bar"]) == {_ny("2022-04-18 09:30")} and thursday["next_return"].notna().all()

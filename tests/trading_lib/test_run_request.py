@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from trading_lib.errors import RequestError
-from trading_lib.run_request import ingestion_request, orchestrator_request, parse_date, parse_timestamp
+from trading_lib.run_request import (
+    default_ingestion_dates,
+    ingestion_request,
+    orchestrator_request,
+    parse_date,
+    parse_timestamp,
+)
 
 INTERVAL = (
     pd.Timestamp("2026-04-14 14:30", tz="UTC"),  # 10:30 New York (EDT)
@@ -82,6 +88,16 @@ def test_dates_and_timestamps():
     for bad in (20260105, "2026-1-5", " 2026-01-05"):
         with pytest.raises(RequestError, match="d="):
             parse_date(bad, "d")
+
+
+def test_without_dates_an_ingestion_takes_the_last_five_closed_sessions():
+    # Wednesday 2026-11-25 15:00: that session is still open, so the five end on Tuesday 11-24
+    assert default_ingestion_dates(pd.Timestamp("2026-11-25 15:00", tz="America/New_York")) == (
+        "2026-11-18",
+        "2026-11-25",
+    )
+    # Monday 2024-12-02 09:00: Thanksgiving (11-28) is no session, the 11-29 early close is one
+    assert default_ingestion_dates("2024-12-02T09:00:00-05:00") == ("2024-11-22", "2024-11-30")
 
 
 def test_the_ingestion_dag_request():

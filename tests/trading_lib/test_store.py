@@ -1,4 +1,5 @@
-"""The bar store: one file per session, upserts that keep history, one reader for every layer."""
+"""The bar store: a Delta table partitioned by session, MERGEs that keep history, versions that can be
+read again, one reader for every layer."""
 
 import pandas as pd
 import pytest
@@ -6,7 +7,7 @@ from _store_data import session_bars, session_data
 
 from trading_lib import layout
 from trading_lib.analytics import BETA_WINDOW_BARS
-from trading_lib.errors import BadDataError
+from trading_lib.errors import BadDataError, BadInputError
 from trading_lib.inputs import AnalysisWindow, InputData, InputDataError
 from trading_lib.storage import CorruptInputError, Storage
 from trading_lib.store import BarStore, to_store_rows
@@ -14,14 +15,15 @@ from trading_lib.store import BarStore, to_store_rows
 _bars, _data = session_bars, session_data
 
 
-def test_one_file_per_session_and_reading_back(tmp_path):
+def test_one_partition_per_session_and_reading_back(tmp_path):
     store = BarStore(Storage(str(tmp_path)))
     report = store.write(_data("2024-01-02"), "test")
     store.write(_data("2024-01-03"), "test")
     assert report.sessions_written == ["2024-01-02"] and report.bars_added == 20
     assert sorted(p.name for p in (tmp_path / "bars").iterdir()) == [
-        "2024-01-02.parquet",
-        "2024-01-03.parquet",
+        "_delta_log",
+        "session=2024-01-02",
+        "session=2024-01-03",
     ]
     assert store.sessions() == ["2024-01-02", "2024-01-03"]
     frame = store.read_sessions(["2024-01-02", "2024-01-03"], ["AAPL"])
@@ -36,34 +38,102 @@ def test_one_file_per_session_and_reading_back(tmp_path):
     assert store.latest_window(3) == AnalysisWindow.parse(
         "2024-01-03T11:30:00-05:00", "2024-01-03T14:30:00-05:00"
     )
+    # a session's files are found from the log alone, and only that session's are read
+    assert all("/session=2024-01-03/" in f"/{key}" for key in store.session_files(["2024-01-03"]))
 
 
-def test_upsert_is_idempotent_revises_and_never_deletes(tmp_path):
+def test_upsert_is_idempotent_revises_never_deletes_and_says_its_version(tmp_path):
     storage = Storage(str(tmp_path))
     store = BarStore(storage)
-    store.write(_data(), "test")
-    key = layout.bars_key("2024-01-02")
-    first = storage.read_bytes(key)
-    mtime = (tmp_path / key).stat().st_mtime_ns
-    again = store.write(_data(), "test")  # the same bars: nothing rewritten
+    first = store.write(_data(), "test")
+    assert first.version == 1 and first.read_version == 0  # 0: the empty table
+    again = store.write(_data(), "test")  # the same bars: nothing committed
     assert again.sessions_written == [] and again.bars_unchanged == 20 and again.bars_added == 0
-    assert (tmp_path / key).stat().st_mtime_ns == mtime
+    assert again.version is None and again.read_version == 1 and store.version == 1
     # a revised close for AAPL only, and a new contract: the other bars stay
     revised = _data(close=1.6, contracts=("AAPL",))
     revised = InputData(revised.holdings, _bars().iloc[:0], _bars().iloc[:0], revised.window)
     report = store.upsert(to_store_rows(revised).iloc[:2], "test")
-    assert report.bars_revised == 2 and report.sessions_written == ["2024-01-02"]
+    assert report.bars_revised == 2 and report.sessions_written == ["2024-01-02"] and report.version == 2
     assert report.revised[0] == {"symbol": "AAPL", "timestamp": "2024-01-02T09:30:00-05:00"}
     frame = store.read_sessions(["2024-01-02"])
     assert len(frame) == 20  # nothing deleted
     assert frame.loc[frame["symbol"] == "AAPL", "close"].tolist() == [1.6, 1.6, 1.5, 1.5, 1.5]
-    # the same bars give the same bytes whatever order they arrive in
-    store.write(_data(), "test")
-    assert storage.read_bytes(key) == first
+    # the version before the revision reads as it was, and cannot be written to
+    before = BarStore(storage, version=1)
+    assert before.version == 1
+    assert set(before.read_sessions(["2024-01-02"], ["AAPL"])["close"]) == {1.5}
+    with pytest.raises(BadInputError, match="read-only"):
+        before.write(_data(), "test")
+    with pytest.raises(BadInputError, match="no version 9"):
+        BarStore(storage, version=9).sessions()
+    assert [c["operation"] for c in store.history()][:2] == ["MERGE", "MERGE"]
+    # the same bars read back as the same frame whatever order they arrived in
     shuffled = to_store_rows(_data()).sample(frac=1.0, random_state=3)
-    other = BarStore(Storage(str(tmp_path / "other")))
-    other.upsert(shuffled, "test")
-    assert other.storage.read_bytes(key) == first
+    a, b = BarStore(Storage(str(tmp_path / "a"))), BarStore(Storage(str(tmp_path / "b")))
+    a.upsert(shuffled, "test")
+    b.write(_data(), "test")
+    pd.testing.assert_frame_equal(a.read_sessions(["2024-01-02"]), b.read_sessions(["2024-01-02"]))
+
+
+def test_a_missing_value_never_replaces_a_stored_number(tmp_path):
+    """A re-fetch whose close (or volume) is NaN keeps the stored value and is not a revision; a
+    value that is really new fills a stored NaN; a NaN of a new bar is stored as missing."""
+    store = BarStore(Storage(str(tmp_path)))
+    rows = to_store_rows(_data())
+    rows.loc[rows["symbol"] == "^VIX", "close"] = float("nan")  # stored without a VIX close
+    store.upsert(rows, "test")
+    refetch = to_store_rows(_data(close=1.5))
+    refetch.loc[refetch["symbol"] == "AAPL", ["close", "volume"]] = float("nan")
+    report = store.upsert(refetch, "a re-fetch with gaps")
+    # AAPL's NaNs change nothing; ^VIX's closes are new values for stored NaNs: revisions
+    assert report.bars_revised == 5 and {r["symbol"] for r in report.revised} == {"^VIX"}
+    frame = store.read_sessions(["2024-01-02"])
+    aapl = frame[frame["symbol"] == "AAPL"]
+    assert aapl["close"].tolist() == [1.5] * 5 and aapl["volume"].tolist() == [10.0] * 5
+    assert frame.loc[frame["symbol"] == "^VIX", "close"].tolist() == [1.5] * 5
+    again = store.upsert(refetch, "the same re-fetch")
+    assert again.version is None and again.bars_revised == 0
+
+
+def test_symbols_in_two_letter_cases_are_one_symbol(tmp_path):
+    """``aapl`` (a file name) and ``AAPL`` are the same stock: normalised before the write, and the
+    same bar given in both cases is refused as a duplicate, naming it; an invalid one is named."""
+    store = BarStore(Storage(str(tmp_path)))
+    rows = to_store_rows(_data())
+    lower = rows.assign(symbol=rows["symbol"].str.lower())
+    store.upsert(lower, "real bars")
+    assert sorted(store.read_sessions(["2024-01-02"])["symbol"].unique()) == ["AAPL", "MSFT", "^GSPC", "^VIX"]
+    assert store.upsert(rows, "yahoo").bars_unchanged == 20  # the same bars, not new symbols
+    both = pd.concat([rows[rows["symbol"] == "AAPL"], lower[lower["symbol"] == "aapl"]], ignore_index=True)
+    with pytest.raises(BadDataError, match="unique: AAPL at 2024-01-02T09:30:00-05:00"):
+        store.upsert(both, "two files")
+    with pytest.raises(BadDataError, match="'AA PL'"):
+        store.upsert(rows.assign(symbol="AA PL"), "bad file name")
+
+
+def test_a_store_of_the_previous_release_is_refused_then_migrated_once(tmp_path):
+    """bars/<day>.parquet files (the previous release's layout) are named with the command that
+    converts them; migrate-store converts them once, and a second run changes nothing."""
+    from trading_lib.storage import Storage as S
+    from trading_lib.store import LegacyStoreError, migrate_legacy_store
+
+    storage = S(str(tmp_path))
+    for day in ("2024-01-02", "2024-01-03"):
+        rows = to_store_rows(_data(day)).sort_values(["symbol", "timestamp"], ignore_index=True)
+        storage.write_parquet(layout.legacy_bars_key(day), rows)
+    with pytest.raises(LegacyStoreError, match="migrate-store"):
+        BarStore(storage).sessions()
+    with pytest.raises(LegacyStoreError, match="migrate-store"):
+        BarStore(storage).write(_data("2024-01-04"), "test")
+    result = migrate_legacy_store(storage)
+    assert result["status"] == "migrated" and result["sessions"] == 2 and result["bars_added"] == 40
+    assert not list((tmp_path / "bars").glob("*.parquet"))
+    store = BarStore(storage)
+    assert (
+        store.sessions() == ["2024-01-02", "2024-01-03"] and len(store.read_sessions(store.sessions())) == 40
+    )
+    assert migrate_legacy_store(storage)["status"] == "nothing to migrate"
 
 
 def test_bad_rows_change_nothing_and_name_the_bar(tmp_path):
@@ -76,7 +146,7 @@ def test_bad_rows_change_nothing_and_name_the_bar(tmp_path):
     duplicated = pd.concat([rows, rows.iloc[[0]]], ignore_index=True)
     with pytest.raises(BadDataError, match="must be unique: MSFT at 2024-01-02T09:30:00-05:00"):
         store.upsert(duplicated, "yahoo")
-    assert not (tmp_path / "bars").exists()
+    assert BarStore(Storage(str(tmp_path))).version is None  # nothing committed, not even the table
     with pytest.raises(InputDataError, match="missing column"):
         store.upsert(rows.drop(columns="volume"), "yahoo")
 
@@ -157,10 +227,13 @@ def test_lookbacks_of_a_chunk_equal_each_partitions_own_lookback_and_read_each_f
     assert reached_past_the_gap > 0
 
 
-def test_a_foreign_file_in_the_store_is_named(tmp_path):
+def test_a_corrupt_data_file_in_the_table_is_named(tmp_path):
     storage = Storage(str(tmp_path))
-    storage.write_bytes(layout.bars_key("2024-01-02"), b"not parquet")
-    with pytest.raises(CorruptInputError, match="2024-01-02"):
+    store = BarStore(storage)
+    store.write(_data("2024-01-02"), "test")
+    (key,) = store.session_files(["2024-01-02"])
+    storage.write_bytes(key, b"not parquet")
+    with pytest.raises(CorruptInputError, match="session=2024-01-02"):
         BarStore(storage).read_sessions(["2024-01-02"])
 
 
@@ -169,11 +242,10 @@ def test_window_must_be_ordered():
         AnalysisWindow.parse("2024-01-03", "2024-01-02")
 
 
-def test_a_failure_on_the_last_write_leaves_every_session_file_whole(tmp_path):
-    """Each session file is replaced whole or not at all. The last of three session writes fails
-    (its file is made immutable: even root cannot replace it); the two before it are complete and
-    new, the last one still holds its old bytes, no temporary file is left, and the error names
-    the file."""
+def test_a_failed_commit_leaves_the_table_as_it_was(tmp_path):
+    """A write is one commit or nothing: the log folder is made immutable (even root cannot add
+    to it), the write of three revised sessions fails naming the store, and every reader still
+    sees the version before it, whole."""
     import subprocess
 
     from trading_lib.storage import StorageError
@@ -181,22 +253,35 @@ def test_a_failure_on_the_last_write_leaves_every_session_file_whole(tmp_path):
     storage = Storage(str(tmp_path))
     store = BarStore(storage)
     days = ("2024-01-02", "2024-01-03", "2024-01-04")
-    for day in days:
-        store.write(_data(day), "test")
-    before = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
-    last = tmp_path / layout.bars_key(days[-1])
-    if subprocess.run(["chattr", "+i", str(last)], capture_output=True, check=False).returncode:
+    store.upsert(pd.concat([to_store_rows(_data(day)) for day in days], ignore_index=True), "test")
+    log = tmp_path / "bars" / "_delta_log"
+    if subprocess.run(["chattr", "+i", str(log)], capture_output=True, check=False).returncode:
         pytest.skip("chattr +i is not supported on this filesystem")
     try:
         revised = pd.concat([to_store_rows(_data(day, close=1.7)) for day in days], ignore_index=True)
-        with pytest.raises(StorageError, match="cannot write .*bars/2024-01-04.parquet"):
+        with pytest.raises(StorageError, match="bars"):
             store.upsert(revised, "test")
     finally:
-        subprocess.run(["chattr", "-i", str(last)], check=True)
-    after = {day: storage.read_bytes(layout.bars_key(day)) for day in days}
-    assert after[days[0]] != before[days[0]] and after[days[1]] != before[days[1]]
-    assert after[days[2]] == before[days[2]]
-    for day in days[:2]:
-        stocks = store.read_sessions([day], ["AAPL", "MSFT"])
-        assert set(stocks["close"]) == {1.7}  # whole new files, never a mix
-    assert not [p for p in (tmp_path / "bars").iterdir() if p.name.startswith(".")]
+        subprocess.run(["chattr", "-i", str(log)], check=True)
+    after = BarStore(storage)
+    assert after.version == 1
+    assert set(after.read_sessions(list(days), ["AAPL", "MSFT"])["close"]) == {1.5}
+
+
+def test_writers_in_parallel_processes_lose_no_bar(tmp_path):
+    """Six processes upsert the same session at once, each its own stock plus the same ^GSPC and
+    ^VIX bars (the case that lost 2 of 3 contracts with the file store): every commit lands or is
+    retried against the newer version, and the table holds every bar exactly once."""
+    from _store_data import upsert_concurrently
+
+    stocks = ["AAPL", "MSFT", "NVDA", "AMZN", "META", "TSLA"]
+    reports = upsert_concurrently(str(tmp_path / "data"), stocks, tmp_path)
+    store = BarStore(Storage(str(tmp_path / "data")))
+    frame = store.read_sessions(["2024-01-02"])
+    assert not frame.duplicated(["symbol", "timestamp"]).any()
+    assert sorted(frame["symbol"].unique()) == sorted([*stocks, "^GSPC", "^VIX"])
+    assert frame.groupby("symbol").size().eq(5).all()
+    # the first commit brought the indices; the other five found them stored and added only theirs
+    assert sorted(r["bars_added"] for r in reports) == [5] * 5 + [15]
+    committed = sorted(r["version"] for r in reports)
+    assert committed == list(range(committed[0], committed[0] + 6)) and store.version >= committed[-1]

@@ -199,7 +199,8 @@ def _portfolio_body(report: dict[str, Any]) -> str:
     facts = (
         f'<p id="facts">{s.get("partitions", 0):,} of {s.get("expected_partitions", 0):,} partitions, '
         f"{s.get('missing_partitions', 0):,} missing · {s.get('trades', 0):,} trades "
-        f"({s.get('closed_trades', 0):,} closed, {s.get('good_trades', 0):,} good)</p>"
+        f"({s.get('closed_trades', 0):,} closed, {s.get('good_trades', 0):,} good, "
+        f"{s.get('open_trades', 0):,} open)</p>"
     )
     timeseries_rows = report.get("timeseries") or []
     chart = pnl_chart(timeseries_rows) or '<p class="muted">The P&amp;L chart needs at least two bars.</p>'
@@ -257,9 +258,26 @@ def _portfolio_body(report: dict[str, Any]) -> str:
         if gaps
         else ""
     )
+    open_trades = report.get("open_trades") or []
+    open_html = (
+        f"<h2>Open trades ({len(open_trades):,})</h2>"
+        + r.table(
+            open_trades,
+            [
+                ("contract", "Contract", "s"),
+                ("timestamp", "Bar", "s"),
+                ("signal", "Signal", "s"),
+                ("next_bar", "Next bar", "s"),
+                ("reason", "Why open", "s"),
+            ],
+            table_id="open-trades",
+        )
+        if open_trades
+        else ""
+    )
     return (
         f'<div class="cards">{card_html}</div>{facts}<h2>P&amp;L over time</h2>{chart}'
-        f"<h2>Contract performance</h2>{contracts}{daily_html}{gaps_html}"
+        f"<h2>Contract performance</h2>{contracts}{daily_html}{gaps_html}{open_html}"
         f"<details><summary><b>Time series ({len(timeseries_rows):,} bars)</b></summary>{timeseries}</details>"
     )
 

@@ -8,7 +8,10 @@
    the sessions the store lacks plus its latest one (scheduled and backfill runs always ingest;
    manual runs when `run_ingestion`).
 3. `select_contracts` fixes the window and the contracts, and writes this run's record
-   (`output/runs/<run_id>/run.json`).
+   (`output/runs/<run_id>/run.json`). When the ingestion revised stored bars, it also names the
+   analysed partitions whose result depends on them: they are analysed again by one more
+   analyze_symbol run per contract (`<run_id>__<CONTRACT>__revised`), and the record and the
+   reports count them (`revisions`, `reanalysed_partitions`).
 4. `validate_data` writes the PASS / WARN / FAIL report of the window and its warm-up; FAIL →
    `stop_on_validation_failure` fails the run; PASS / WARN → `trigger_analyze_symbol` starts one
    analyze_symbol run per contract and waits for them deferrably.
@@ -185,12 +188,16 @@ def trading_orchestrator():
                 storage, request["window_start"], request["window_end"], request["window_bars"]
             )
             contracts = pipeline.select_contracts(storage, request["num_contracts"], window)
+            # Partitions outside this run whose result bars stored since the last run changed.
+            since = pipeline.revision_baseline(pipeline.latest_run(storage))
+            revisions = pipeline.reanalysis_plan(storage, since, window, contracts)
             scope = {
                 "run_id": request["run_id"],
                 "window_start": window.start.isoformat(),
                 "window_end": window.end.isoformat(),
                 "contracts": contracts,
                 "validate": request["validate"],
+                "revisions": revisions,
             }
             pipeline.record_run(
                 storage,
@@ -202,6 +209,8 @@ def trading_orchestrator():
                 window_end=scope["window_end"],
                 contracts=contracts,
                 ingestion=_ingestion_summary(ingestion),
+                revisions={k: v for k, v in revisions.items() if k != "timestamps"},
+                bar_store_version=revisions["until_version"],
                 state="running",
             )
         print(f"window {scope['window_start']} .. {scope['window_end']}, {len(contracts)} contracts")
@@ -226,7 +235,9 @@ def trading_orchestrator():
 
     @task
     def symbol_runs(scope: dict) -> list[dict]:
-        """One analyze_symbol run per contract, with a run id derived from this run's."""
+        """One analyze_symbol run per contract, with a run id derived from this run's, and one per
+        contract with partitions to re-analyse because of revised bars."""
+        from trading_lib.pipeline import reanalysis_runs
         from trading_lib.symbols import symbol_to_segment
 
         return [
@@ -240,7 +251,7 @@ def trading_orchestrator():
                 },
             }
             for contract in scope["contracts"]
-        ]
+        ] + reanalysis_runs(scope["run_id"], scope.get("revisions"))
 
     @task(outlets=[RESULTS_ASSET])
     def publish_results(scope: dict, runs: list[dict], validation: dict | None):

@@ -226,7 +226,16 @@ def test_a_revised_bar_is_reanalysed_by_its_own_analyze_symbol_run(dagbag, data_
     store.upsert(revised, "a corrected re-fetch")
 
     run = dagbag.dags["trading_orchestrator"].test(
-        run_conf={"num_contracts": 1, "window_bars": 5}, mark_success_pattern="trigger_analyze_symbol"
+        # every Param the other tests set: dag.test() leaves a run's conf in the params of the
+        # session's DAG object, and an earlier test's ingestion dates would be used here
+        run_conf={
+            "num_contracts": 1,
+            "window_bars": 5,
+            "run_ingestion": False,
+            "ingestion_start_date": None,
+            "ingestion_end_date": None,
+        },
+        mark_success_pattern="trigger_analyze_symbol",
     )
     assert run.state == "success"
     record = pipeline.read_run(storage, run.run_id)

@@ -264,6 +264,15 @@ def _start(airflow: LocalAirflow, step: str, what: str) -> None:
     airflow.start()
 
 
+def _migrate_store(storage) -> None:
+    """A checkout that ran an earlier release holds its bar store (bars/<day>.parquet): convert it
+    once, as `python -m trading_lib migrate-store` does (docs/history.md, "Migration")."""
+    from trading_lib.store import legacy_sessions, migrate_legacy_store
+
+    if legacy_sessions(storage):
+        print(f"    converting the earlier release's bar store: {migrate_legacy_store(storage)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=["sample", "real"], default="sample")
@@ -300,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = airflow.storage()
         files = storage.url("output")
         print(f"2/4 Writing {args.data} bars into the bar store {storage.url('bars')}")
+        _migrate_store(storage)
         generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
     else:
         # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
@@ -314,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         storage = pipeline.open_storage(settings)
         files = str(data_root / "output")
         print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
+        _migrate_store(storage)
         generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
         airflow = LocalAirflow(args.home or DEFAULT_HOME, args.port, str(data_root))
         _start(airflow, "2/4", "SQLite, LocalExecutor; ~30-60 s")

@@ -86,6 +86,10 @@ def _parser() -> argparse.ArgumentParser:
         "migrate-store",
         help="convert an earlier release's bar store (bars/<YYYY-MM-DD>.parquet) to the Delta table, once",
     )
+    commands.add_parser(
+        "compact-store",
+        help="rewrite each session of the bar store into one file; run it while no ingestion runs",
+    )
     store = commands.add_parser("store-info", help="the bar store's version, sessions and latest commits")
     store.add_argument("--history", type=int, default=5, help="how many commits to show (default 5)")
 
@@ -162,6 +166,12 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
         from trading_lib.store import migrate_legacy_store
 
         return EXIT_OK, migrate_legacy_store(storage)
+    if args.command == "compact-store":
+        from trading_lib.store import BarStore
+
+        store = BarStore(storage)
+        removed = store.compact()
+        return EXIT_OK, {"store": store.url, "files_removed": removed, "version": store.refresh().version}
     if args.command == "store-info":
         import pandas as pd
 

@@ -1,9 +1,10 @@
 """Hourly bars from Yahoo Finance (yfinance) into the bar store (trading_lib.store).
 
 - A request names sessions [start, end); the store must then hold them and the `warmup_sessions`
-  NYSE sessions before them (every window bar needs a 70-bar beta window). Only what the store
-  lacks is fetched, plus its latest session (stored while trading, it may be incomplete): one
-  range per ticker from the first such session to `end` (:func:`plan_fetch`).
+  NYSE sessions before them (every window bar needs a 70-bar beta window). A session is complete
+  when it holds every bar of the exchange grid that had ended by min(now, until) for every
+  ticker; every other needed session is fetched, wherever it lies in the store: one range per
+  ticker from the first such session to `end` (:func:`plan_fetch`).
 - Yahoo serves 1h bars for the last 730 days only: an older fetch is refused before any request.
 - Tickers are fetched in parallel, each with retries on the jittered exponential schedule of
   :func:`retry_delays` (rate limits, 5xx, network errors; at least a 5-minute outage), none on
@@ -14,7 +15,7 @@
   York time: each stock bar [s, e) gets the close of the last VIX bar that ENDED at or before e
   (a VIX bar ends at the next one's start, an hour later, or the session close, whichever is
   first), so no bar sees a later VIX value.
-Output: upserts into bars/<YYYY-MM-DD>.parquet (each session file replaced atomically) and
+Output: one MERGE commit into the bar store's Delta table (trading_lib.store) and
 output/reports/ingestion.json.
 """
 
@@ -264,25 +265,31 @@ def align_vix(vix: pd.DataFrame, grid: pd.Series) -> pd.DataFrame:
 
 
 def plan_fetch(
-    store: BarStore, tickers: list[str], first_day: pd.Timestamp, end_day: pd.Timestamp, warmup_sessions: int
+    store: BarStore,
+    tickers: list[str],
+    first_day: pd.Timestamp,
+    end_day: pd.Timestamp,
+    warmup_sessions: int,
+    by: object = None,
 ) -> tuple[list[pd.Timestamp], list[str]]:
-    """(the sessions [first_day, end_day) need, counting warm-up; the ones to fetch): a needed session
-    is fetched when the store lacks it or lacks one of ``tickers`` in it, and the latest stored
-    session is fetched again when it is needed (it may have been stored while it was still trading)."""
+    """(the sessions [first_day, end_day) need, counting warm-up; the ones to fetch). A needed
+    session is complete when it holds, for every one of ``tickers``, every bar of the exchange's
+    grid (trading_lib.sessions: early closes included) that had ended by ``by`` (default now; an
+    ingestion passes min(now, until)); any other needed session is fetched, wherever it lies in
+    the store: an older day being backfilled as much as the latest one, stored while trading."""
     requested = sessions.sessions_in_range(first_day, end_day - pd.Timedelta(days=1))
     if requested.empty:
         raise RequestError(f"no NYSE session between start {first_day.date()} and end {end_day.date()}")
     warmup = sessions.sessions_before(requested[0], warmup_sessions)
     needed = [str(d.date()) for d in warmup.append(requested)]
-    stored = store.sessions()
-    present = [d for d in needed if d in set(stored)]
-    have = store.read_sessions(present, tickers, ["symbol", "timestamp"])
-    days = have["timestamp"].dt.strftime("%Y-%m-%d")
-    complete = {day for day, group in have.groupby(days)["symbol"] if set(tickers) <= set(group)}
-    missing = [d for d in needed if d not in complete]
-    if stored and stored[-1] in needed and stored[-1] not in missing:
-        missing.append(stored[-1])
-    return [pd.Timestamp(d) for d in needed], sorted(missing)
+    by = pd.Timestamp.now(tz="UTC") if by is None else _utc(by)
+    ended = sessions.ended_bar_starts(needed[0], needed[-1], by)
+    stored = set(store.sessions())
+    have = store.read_sessions([d for d in needed if d in stored], tickers, ["symbol", "timestamp"])
+    expected = pd.MultiIndex.from_product([list(tickers), ended], names=["symbol", "timestamp"])
+    lacking = expected[~expected.isin(pd.MultiIndex.from_frame(have[["symbol", "timestamp"]]))]
+    missing = sorted(set(lacking.get_level_values("timestamp").strftime("%Y-%m-%d")))
+    return [pd.Timestamp(d) for d in needed], missing
 
 
 def ingest_market_data(
@@ -324,7 +331,8 @@ def ingest_market_data(
         raise RequestError(f"start ({first_day.date()}) must be before end ({end_day.date()})")
     tickers = [*stocks, MARKET_INDEX, VOLATILITY_INDEX]
     store = BarStore(storage)
-    needed, missing = plan_fetch(store, tickers, first_day, end_day, warmup_sessions)
+    cutoff = _utc(now) if until is None else min(_utc(now), _utc(until))
+    needed, missing = plan_fetch(store, tickers, first_day, end_day, warmup_sessions, cutoff)
     report = IngestionReport(start=str(first_day.date()), end=str(end_day.date()), fetch_start="")
     if not missing:
         report.status = "up-to-date"
@@ -362,7 +370,6 @@ def ingest_market_data(
             f"allow_partial keeps the others): {failure_text}"
         )
 
-    cutoff = _utc(now) if until is None else min(_utc(now), _utc(until))
     spx = _ended(fetched[MARKET_INDEX][0], cutoff)
     holdings = pd.concat(
         [_ended(fetched[s][0], cutoff).assign(contract=s) for s in stocks_ok], ignore_index=True

@@ -28,6 +28,9 @@ import pyarrow.parquet as pq
 from trading_lib.errors import BadInputError, TransientError
 
 PARQUET_COMPRESSION = "snappy"
+# Timestamp granularity allowed for a folder's modification time (folder_version): 2 s covers the
+# coarsest filesystems in use (FAT's 2 s; ext3, HFS+ and many network filesystems' 1 s).
+RACY_SECONDS = 2
 
 
 class StorageError(TransientError):
@@ -150,10 +153,20 @@ class Storage:
 
     def folder_version(self, prefix: str) -> tuple[str, list[str]]:
         """(a token that changes whenever a file below ``prefix`` is added, replaced or removed,
-        the names of its files). Locally the folder's own modification time: every write here is a
-        rename into the folder, which updates it, and it costs one stat, not one per file. On S3
-        a digest of the listing's names, sizes and modification times (one LIST)."""
+        the names of its files), for caches of what the folder holds.
+
+        Locally the folder's own modification time and file count: every write here is a rename
+        into the folder, which updates it, and it costs one stat, not one per file. A timestamp
+        has a granularity (a tick; seconds on coarse filesystems): a rewrite within the tick of
+        the last one leaves it unchanged. So, as git does with its "racily clean" index entries,
+        a folder modified less than RACY_SECONDS ago gets a token that never matches again (a
+        cache built from it is rebuilt next time); once it is older, any later write lands in a
+        later tick and changes the token.
+
+        On S3 a digest of the listing's names, sizes and ETags (one LIST): an ETag is a digest of
+        the object's content, so a same-size rewrite within one second of LastModified is seen."""
         import hashlib
+        import time
 
         if not self.is_s3:
             base = self.path(prefix, allow_root=True)
@@ -164,10 +177,17 @@ class Storage:
                 return "absent", []
             except OSError as exc:
                 raise StorageError(f"cannot list {self.url(prefix)}: {exc}") from exc
+            if time.time_ns() - before < RACY_SECONDS * 1e9:
+                return f"racy:{uuid.uuid4().hex}", names
             return f"mtime:{before}:{len(names)}", names
-        entries = self.list_entries(prefix)
-        digest = hashlib.sha256(repr(sorted(entries.items())).encode()).hexdigest()
-        return f"s3:{digest}", sorted(entries)
+        entries = sorted(
+            (info["name"].rstrip("/").rsplit("/", 1)[-1], int(info.get("size") or 0), str(info.get("ETag")))
+            for info in self._s3_ls(prefix)
+            if info.get("type") == "file"
+        )
+        entries = [entry for entry in entries if not entry[0].startswith(".")]
+        digest = hashlib.sha256(repr(entries).encode()).hexdigest()
+        return f"s3:{digest}", [name for name, _, _ in entries]
 
     def list_folders(self, prefix: str) -> list[str]:
         """Names of the folders directly below ``prefix``, sorted; [] when absent."""

@@ -238,7 +238,7 @@ def test_vix_gaps_take_the_last_vix_bar_that_ended_never_a_later_one(server, tmp
     assert got[kept["timestamp"]].to_numpy() == pytest.approx(kept["Close"].to_numpy())
 
 
-def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(server, tmp_path):
+def test_a_second_ingestion_fetches_only_incomplete_sessions_and_changes_nothing(server, tmp_path):
     start, end = _window(server)
     first = _ingest(server, tmp_path)
     store = BarStore(Storage(str(tmp_path)))
@@ -247,8 +247,8 @@ def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(
     assert first.written["bars_added"] > 0 and first.written["sessions_written"] == sessions
     version = store.version
     again = _ingest(server, tmp_path)
-    # from the first needed session the store lacks (the replayed 2022 bars have gaps where the
-    # shifted calendar has sessions) or the latest stored one: never the whole range again
+    # from the first needed session short of the grid (the replayed 2022 bars have gaps where the
+    # shifted calendar has sessions): never the whole range again
     assert first.fetch_start < again.fetch_start <= sessions[-1]
     assert again.written["sessions_written"] == [] and again.written["bars_added"] == 0
     assert BarStore(Storage(str(tmp_path))).version == version  # nothing committed
@@ -266,7 +266,11 @@ def test_a_second_ingestion_fetches_only_the_latest_session_and_changes_nothing(
     assert report.fetch_start > first.fetch_start and report.written["bars_added"] == 0
 
 
-def test_plan_fetch_asks_for_missing_sessions_and_the_latest_one(tmp_path):
+def _close_of(day: str) -> pd.Timestamp:
+    return pd.Timestamp(f"{day} 16:00", tz=layout.EXCHANGE_TZ)
+
+
+def test_plan_fetch_asks_for_every_session_short_of_the_grid(tmp_path):
     from trading_lib import pipeline
     from trading_lib.ingestion import plan_fetch
 
@@ -276,14 +280,55 @@ def test_plan_fetch_asks_for_missing_sessions_and_the_latest_one(tmp_path):
     stored = store.sessions()
     tickers = ["AAPL", "MSFT", "^GSPC", "^VIX"]
     last = pd.Timestamp(stored[-1])
-    needed, missing = plan_fetch(store, tickers, last, last + pd.Timedelta(days=1), 11)
+    by = store.latest_window(1).end  # the sample data ends in mid-session: when its last bar ended
+    needed, missing = plan_fetch(store, tickers, last, last + pd.Timedelta(days=1), 11, by)
     assert [str(d.date()) for d in needed] == stored[-12:]  # the session and its 11 warm-up sessions
-    assert missing == [stored[-1]]  # nothing lacks; the latest session is asked for again
+    assert missing == []  # every grid bar of every ticker: nothing to fetch, not even the latest
+    # at the close, the bars after the last stored one had ended too: the latest session is short
+    assert plan_fetch(store, tickers, last, last + pd.Timedelta(days=1), 11, _close_of(stored[-1]))[1] == [
+        stored[-1]
+    ]
     nxt = pd.Timestamp("2024-01-24")
-    _, missing = plan_fetch(store, tickers, nxt, nxt + pd.Timedelta(days=1), 11)
+    _, missing = plan_fetch(store, tickers, nxt, nxt + pd.Timedelta(days=1), 11, _close_of("2024-01-24"))
     assert missing == [stored[-1], "2024-01-24"]
-    _, missing = plan_fetch(store, [*tickers, "NVDA"], last, last + pd.Timedelta(days=1), 11)
+    # ... but only once its first bar has ended: before 10:30 nothing of it can be stored yet
+    early = pd.Timestamp("2024-01-24 10:29", tz=layout.EXCHANGE_TZ)
+    assert plan_fetch(store, tickers, nxt, nxt + pd.Timedelta(days=1), 11, early)[1] == [stored[-1]]
+    _, missing = plan_fetch(store, [*tickers, "NVDA"], last, last + pd.Timedelta(days=1), 11, by)
     assert missing == stored[-12:]  # a new symbol: every needed session lacks it
+
+
+def test_a_backfilled_older_session_is_fetched_until_it_holds_every_ended_bar(tmp_path):
+    """The backfill of a day older than the newest stored session (issue 20): its first interval
+    stored 09:30 only; each later interval must fetch it again, because a session with one bar per
+    ticker is not complete, wherever it lies in the store. An early close (2024-11-29, four bars)
+    is complete with its four."""
+    from trading_lib.ingestion import plan_fetch
+    from trading_lib.sample_data import generate_sample_data
+    from trading_lib.store import to_store_rows
+
+    store = BarStore(Storage(str(tmp_path)))
+    rows = to_store_rows(generate_sample_data(num_contracts=2, window_bars=40, start="2024-11-12"))
+    day = "2024-11-22"  # an older session: the store goes on to 2024-12-0x
+    times = rows["timestamp"]
+    first_bar_only = (times.dt.strftime("%Y-%m-%d") != day) | (times.dt.strftime("%H:%M") == "09:30")
+    store.upsert(rows[first_bar_only], "the first interval of a backfill")
+    assert store.sessions()[-1] > day
+    tickers = sorted(rows["symbol"].unique())
+    start, end = pd.Timestamp(day), pd.Timestamp(day) + pd.Timedelta(days=1)
+
+    def missing(hour: str) -> list[str]:
+        by = pd.Timestamp(f"{day} {hour}", tz=layout.EXCHANGE_TZ)
+        return plan_fetch(store, tickers, start, end, 5, by)[1]
+
+    assert missing("10:30") == []  # the first interval: the 09:30 bar had ended, and is stored
+    assert missing("11:30") == [day]  # the next interval: the 10:30 bar is lacking
+    store.upsert(rows[~first_bar_only], "the rest of the day")
+    assert missing("16:00") == []
+    half_day = pd.Timestamp("2024-11-29")
+    assert len(store.read_sessions(["2024-11-29"], ["^GSPC"])) == 4
+    by = pd.Timestamp("2024-11-29 13:00", tz=layout.EXCHANGE_TZ)
+    assert plan_fetch(store, tickers, half_day, half_day + pd.Timedelta(days=1), 5, by)[1] == []
 
 
 # -- VIX alignment from real bar ends, HTTP statuses, retries sized to outages ---------------------

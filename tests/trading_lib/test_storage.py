@@ -105,3 +105,50 @@ def test_a_refused_local_write_is_an_access_error_naming_the_file(tmp_path):
         subprocess.run(["chattr", "-i", str(folder)], check=True)
     assert isinstance(excinfo.value, StorageError) and isinstance(excinfo.value, BadInputError)
     assert sorted(p.name for p in folder.iterdir()) == ["a.bin"]
+
+
+def test_a_write_is_fsynced_before_the_rename(tmp_path, monkeypatch):
+    """The bytes reach the disk before the new name points at them (then the folder entry)."""
+    calls = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(
+        os,
+        "fsync",
+        lambda fd: calls.append(("fsync", os.path.isdir(f"/proc/self/fd/{fd}"))) or real_fsync(fd),
+    )
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", b)) or real_replace(a, b))
+    Storage(str(tmp_path)).write_bytes("out/a.bin", b"payload")
+    assert calls == [("fsync", False), ("replace", str(tmp_path / "out" / "a.bin")), ("fsync", True)]
+    assert (tmp_path / "out" / "a.bin").read_bytes() == b"payload"
+
+
+def test_a_same_size_rewrite_within_one_timestamp_tick_is_seen(tmp_path):
+    """folder_version backs the aggregation's roll-up cache. On a coarse filesystem a rewrite in
+    the same tick as the previous write leaves the folder's modification time unchanged (played
+    here by setting it back): a cache built while the folder was that fresh is never trusted, so
+    the rewrite is seen; once the folder is older than a tick, its token is stable."""
+    from trading_lib.pipeline import _read_rollups
+
+    storage = Storage(str(tmp_path))
+    row = pd.DataFrame(
+        {
+            "contract": ["AAPL"],
+            "timestamp": [pd.Timestamp("2024-01-02 09:30", tz="America/New_York")],
+            "signal": ["BUY"],
+        }
+    )
+    storage.write_parquet("2024-01-02/AAPL_093000.parquet", row)
+    folder = tmp_path / "2024-01-02"
+    tick = os.stat(folder).st_mtime_ns
+    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["BUY"]
+    storage.write_parquet("2024-01-02/AAPL_093000.parquet", row.assign(signal="SEL"))  # the same size
+    os.utime(folder, ns=(tick, tick))  # the same tick as before
+    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["SEL"]
+    old = tick - 10 * 10**9
+    os.utime(folder, ns=(old, old))  # long ago: the token is stable and the roll-up is reused
+    assert storage.folder_version("2024-01-02") == storage.folder_version("2024-01-02")
+    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["SEL"]
+    first = storage.folder_version("2024-01-02")[0]
+    storage.write_parquet("2024-01-02/AAPL_093000.parquet", row.assign(signal="HLD"))
+    assert storage.folder_version("2024-01-02")[0] != first
+    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["HLD"]

@@ -324,3 +324,16 @@ def test_a_server_killed_during_a_put_shows_no_partial_object_after_restart(seaw
 
     server.start()  # same ports, same data folder
     assert server.objects(_prefix(storage)) == {f"{_prefix(storage)}/out/a.bin": b"previous version"}
+
+
+def test_a_same_size_rewrite_within_one_second_changes_the_folder_version(s3_server):
+    """S3's LastModified has one-second resolution: a same-size rewrite within that second is
+    seen by its ETag (a digest of the content) in the folder's version."""
+    storage = _storage(s3_server)
+    storage.write_bytes("day/a.bin", b"BUY")
+    first = storage.folder_version("day")
+    storage.write_bytes("day/a.bin", b"SEL")
+    second = storage.folder_version("day")
+    assert first[1] == second[1] == ["a.bin"] and first[0] != second[0]
+    storage.write_bytes("day/a.bin", b"SEL")  # the same bytes again: the same version
+    assert storage.folder_version("day") == second

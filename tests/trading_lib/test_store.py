@@ -285,3 +285,43 @@ def test_writers_in_parallel_processes_lose_no_bar(tmp_path):
     assert sorted(r["bars_added"] for r in reports) == [5] * 5 + [15]
     committed = sorted(r["version"] for r in reports)
     assert committed == list(range(committed[0], committed[0] + 6)) and store.version >= committed[-1]
+
+
+def test_duckdb_reads_the_table_as_it_is(tmp_path):
+    """The docs/history.md example: DuckDB queries the files of a version the log names (hive
+    partitions give the session column) and sees what BarStore reads, past versions included."""
+    import duckdb
+    from deltalake import DeltaTable
+
+    store = BarStore(Storage(str(tmp_path)))
+    store.write(_data("2024-01-02"), "test")
+    store.write(_data("2024-01-03"), "test")
+    store.upsert(to_store_rows(_data("2024-01-03", close=1.7)), "a revision")
+
+    def closes(version: int | None) -> list[tuple]:
+        files = DeltaTable(str(tmp_path / "bars"), version=version).file_uris()
+        return duckdb.sql(f"""
+            SELECT symbol, CAST(session AS VARCHAR), count(*), last(close ORDER BY "timestamp")
+            FROM read_parquet({files}, hive_partitioning = true)
+            WHERE session >= '2024-01-03' AND symbol IN ('AAPL', '^GSPC')
+            GROUP BY ALL ORDER BY ALL
+        """).fetchall()
+
+    assert closes(None) == [("AAPL", "2024-01-03", 5, 1.7), ("^GSPC", "2024-01-03", 5, 1.5)]
+    assert closes(2) == [("AAPL", "2024-01-03", 5, 1.5), ("^GSPC", "2024-01-03", 5, 1.5)]
+    frame = store.read_sessions(["2024-01-03"], ["AAPL"])
+    assert frame["close"].iloc[-1] == 1.7
+
+
+def test_compaction_keeps_every_bar_in_one_file_per_session(tmp_path):
+    """Each interval's write adds a file to its session; compact-store (maintenance, while no
+    writer runs) rewrites a session into one file, the same bars read back."""
+    store = BarStore(Storage(str(tmp_path)))
+    rows = to_store_rows(_data("2024-01-02"))
+    for _, interval in rows.groupby("timestamp"):
+        store.upsert(interval, "one interval")
+    before = store.refresh().read_sessions(["2024-01-02"])
+    assert len(store.session_files(["2024-01-02"])) == 5
+    assert store.compact() == 5
+    assert len(store.session_files(["2024-01-02"])) == 1
+    pd.testing.assert_frame_equal(store.read_sessions(["2024-01-02"]), before, check_exact=True)

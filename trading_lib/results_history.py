@@ -9,7 +9,8 @@ versions gives back exactly the inputs of the report (docs/history.md, "Reports 
 
 Only sessions whose results changed since the table's latest version are written: each commit
 carries, for every session it holds, the fingerprint of the result files its rows came from (the
-roll-up's, ``trading.digests``), and a session whose fingerprint is unchanged is not rewritten. A
+roll-up's) and a digest of the rows (``trading.digests``): a session whose fingerprint is
+unchanged costs nothing, one whose rows have the recorded digest is not rewritten. A
 session whose result folder is gone is removed. Two aggregations committing at once are serialised
 by Delta's conflict check; the loser reads the new version and tries again. Old versions stay
 readable until a VACUUM removes their files.
@@ -85,31 +86,39 @@ class ResultsHistory:
         """Commit the result rows of ``sessions`` (day -> rows, as the report reads them) where
         they differ from the table's latest version, and drop the sessions not in ``present`` (every
         session folder that exists); return the version that holds them (None: no results at all).
-        ``sources``: a fingerprint per session of the files its rows came from (the roll-up's),
-        cheaper than a digest of the rows (computed when not given) and as good: the same files
-        give the same rows."""
+        ``sources``: a fingerprint per session of the files its rows came from (the roll-up's); a
+        session whose fingerprint is the recorded one is unchanged at no cost, any other is
+        compared by a digest of its rows (a new fingerprint over the same rows commits nothing)."""
         from deltalake import CommitProperties, write_deltalake
         from deltalake.exceptions import CommitFailedError
 
-        digests = {
-            day: f"{(sources or {}).get(day) or digest(frame)}:{len(frame)}"
-            for day, frame in sessions.items()
-        }
+        sources = sources or {}
+        digests: dict[str, str] = {}  # computed once, only for sessions whose fingerprint moved
         for attempt in range(COMMIT_ATTEMPTS):
             table = self._table()
-            known: dict[str, str] = {}
+            known: dict[str, list[str]] = {}
             if table is not None:
                 latest = table.history(1)
                 known = json.loads(latest[0].get(DIGESTS, "{}")) if latest else {}
-            changed = sorted(day for day, value in digests.items() if known.get(day) != value)
+            state: dict[str, list[str]] = {}
+            changed = []
+            for day, frame in sessions.items():
+                source, recorded = sources.get(day, ""), known.get(day)
+                if recorded and source and recorded[0] == source:
+                    state[day] = recorded
+                    continue
+                if day not in digests:
+                    digests[day] = digest(frame)
+                if not recorded or recorded[1] != digests[day]:
+                    changed.append(day)
+                state[day] = [source, digests[day]]
             gone = sorted(day for day in known if day not in set(present))
+            state = {day: value for day, value in known.items() if day not in gone} | state
             if table is not None and not changed and not gone:
                 return table.version()
             if table is None and not changed:
                 return None
-            state = {day: value for day, value in known.items() if day not in gone} | {
-                day: digests[day] for day in changed
-            }
+            changed.sort()
             data = _arrow([sessions[day].assign(session=day) for day in changed])
             days = ", ".join(f"'{day}'" for day in changed + gone)
             try:

@@ -8,10 +8,11 @@
    the sessions the store lacks plus its latest one (scheduled and backfill runs always ingest;
    manual runs when `run_ingestion`).
 3. `select_contracts` fixes the window and the contracts, and writes this run's record
-   (`output/runs/<run_id>/run.json`). When the ingestion revised stored bars, it also names the
-   analysed partitions whose result depends on them: they are analysed again by one more
-   analyze_symbol run per contract (`<run_id>__<CONTRACT>__revised`), and the record and the
-   reports count them (`revisions`, `reanalysed_partitions`).
+   (`output/runs/<run_id>/run.json`). When stored bars changed since the last run (this run's
+   ingestion or any other writer revised or back-filled them), it also names the analysed
+   partitions whose result depends on them: they are analysed again by one more analyze_symbol
+   run per contract (`<run_id>__<CONTRACT>__revised`), and the record and the reports count them
+   (`revisions`, `reanalysed_partitions`; docs/history.md).
 4. `validate_data` writes the PASS / WARN / FAIL report of the window and its warm-up; FAIL →
    `stop_on_validation_failure` fails the run; PASS / WARN → `trigger_analyze_symbol` starts one
    analyze_symbol run per contract and waits for them deferrably.

@@ -8,6 +8,9 @@
    runs always; manual runs when `run_ingestion`).
 3. `select_contracts` fixes the window and the contracts and starts the run record
    (`output/runs/<run_id>/run.json`, trading_lib.run_record); each later state change updates it.
+   When stored bars changed since the last run (any writer's revisions or back-fills), it also
+   names the analysed partitions whose result depends on them: one more analyze_symbol run per
+   contract (`<run_id>__<CONTRACT>__revised`) analyses them again (docs/history.md).
 4. `validate_data` reports PASS / WARN / FAIL; FAIL → `stop_on_validation_failure` fails the run;
    else `trigger_analyze_symbol` starts one analyze_symbol run per contract and waits for them.
 5. `publish_results` completes the record and emits `trading_results` once (aggregate_portfolio).

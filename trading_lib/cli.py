@@ -17,7 +17,13 @@ from collections.abc import Sequence
 
 from trading_lib import pipeline
 from trading_lib.errors import BadInputError, TransientError
-from trading_lib.run_request import DEFAULT_WINDOW_BARS, parse_date, parse_date_range, parse_timestamp
+from trading_lib.run_request import (
+    DEFAULT_WINDOW_BARS,
+    parse_date,
+    parse_date_range,
+    parse_timestamp,
+    reanalysis_runs,
+)
 from trading_lib.symbols import validate_symbol
 
 EXIT_OK, EXIT_VALIDATION_FAILED, EXIT_BAD_INPUT, EXIT_PARTIAL, EXIT_TRANSIENT = 0, 1, 2, 3, 4
@@ -74,6 +80,13 @@ def _parser() -> argparse.ArgumentParser:
     aggregate.add_argument("--period-start", help="first session of the period report, YYYY-MM-DD")
     aggregate.add_argument("--period-end", help="last session of the period report, YYYY-MM-DD")
     aggregate.add_argument("--run-id", action="append", default=[], help="also report this run (repeatable)")
+    aggregate.add_argument(
+        "--as-of",
+        metavar="REPORT",
+        help="recompute the report stored at this key (e.g. output/runs/<run_id>/portfolio.json) as of "
+        "the bar store and results versions it names, into <REPORT>.as-of.json; the other options "
+        "are taken from the report",
+    )
 
     commands.add_parser(
         "migrate-store",
@@ -146,6 +159,8 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
         return EXIT_OK, pipeline.summarize_symbol(storage, args.contract, timestamps)
     if args.command == "aggregate":
         results = pipeline.open_storage(root=args.output_dir) if args.output_dir else None
+        if args.as_of:
+            return EXIT_OK, pipeline.recompute_report(storage, args.as_of, results_storage=results)
         return EXIT_OK, pipeline.aggregate(
             storage,
             run_ids=args.run_id,
@@ -193,6 +208,8 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
         contracts = pipeline.select_contracts(storage, args.contracts, window)
         timestamps = {c: pipeline.list_partitions(storage, c, window=window) for c in contracts}
         validation = pipeline.validate(storage, window, contracts, run_id=args.run_id)
+        since = pipeline.revision_baseline(pipeline.latest_run(storage))
+        revisions = pipeline.reanalysis_plan(storage, since, window, contracts)
         record = {
             "dag_id": None,
             "run_type": "cli",
@@ -202,6 +219,8 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
             "analyze_symbol_run_ids": [],
             "validation": validation,
             "ingestion": None,
+            "revisions": {k: v for k, v in revisions.items() if k != "timestamps"},
+            "bar_store_version": revisions["until_version"],
         }
         if validation["status"] == "FAIL":
             pipeline.record_run(storage, args.run_id, **record, state="failed")
@@ -210,6 +229,8 @@ def _run(args: argparse.Namespace) -> tuple[int, object]:
         for contract in contracts:
             pipeline.analyze_partition(storage, contract, timestamps[contract])
             pipeline.summarize_symbol(storage, contract, timestamps[contract], args.run_id)
+        for again in reanalysis_runs(args.run_id, revisions):  # what revised bars changed
+            pipeline.analyze_partition(storage, again["conf"]["contract"], again["conf"]["timestamps"])
         pipeline.record_run(storage, args.run_id, state="success")
         return EXIT_OK, pipeline.aggregate(storage, run_ids=[args.run_id])
     raise AssertionError(args.command)  # argparse only accepts the commands above

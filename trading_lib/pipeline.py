@@ -7,6 +7,7 @@ code path and write the same bytes.
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Sequence
@@ -108,15 +109,25 @@ def select_contracts(storage: Storage, num_contracts: int | None, window: Analys
 def plan_run(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
     """The scope of an orchestrator run (OrchestratorRequest.to_dict()): its window (the request's,
     else the last ``window_bars`` stored bars) and its contracts, checked against the bar store.
-    {run_id, window_start, window_end, contracts, validate}."""
+    {run_id, window_start, window_end, contracts, validate, revisions}: ``revisions`` is the
+    reanalysis_plan of the partitions outside this run whose result bars stored since the last
+    run changed."""
     window = resolve_window(storage, request["window_start"], request["window_end"], request["window_bars"])
+    contracts = select_contracts(storage, request["num_contracts"], window)
+    since = revision_baseline(latest_run(storage))
     return {
         "run_id": request["run_id"],
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),
-        "contracts": select_contracts(storage, request["num_contracts"], window),
+        "contracts": contracts,
         "validate": request["validate"],
+        "revisions": reanalysis_plan(storage, since, window, contracts),
     }
+
+
+def bar_store_version(storage: Storage) -> int | None:
+    """The bar store's current table version (None: no table yet): what a run record names."""
+    return BarStore(storage).version
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -131,14 +142,14 @@ def validate(
     from trading_lib.validation import validate_inputs
 
     window = window or resolve_window(storage)
-    data = BarStore(storage).input_data(
-        window, list(contracts) if contracts else None, warmup_sessions=WARMUP_SESSIONS
-    )
+    store = BarStore(storage)
+    data = store.input_data(window, list(contracts) if contracts else None, warmup_sessions=WARMUP_SESSIONS)
     validation = validate_inputs(data, list(contracts) if contracts else None)
     report = validation.to_dict() | {
         "window_start": window.start.isoformat(),
         "window_end": window.end.isoformat(),
         "run_id": run_id,
+        "bar_store_version": store.version,
     }
     key = layout.report_key(VALIDATION_REPORT)
     storage.write_json(key, report)
@@ -224,6 +235,131 @@ def analyze_partition(storage: Storage, contract: str, timestamps: Sequence[obje
     return written
 
 
+# -- revisions ----------------------------------------------------------------------------------
+def changed_bars(storage: Storage, since: int | None, until: int | None) -> pd.DataFrame:
+    """The bars (symbol, timestamp) whose result inputs changed between bar store versions
+    ``since`` and ``until``: added, or with another close (the only price a partition reads). Only
+    the sessions whose data files differ between the two versions are compared (a Delta table
+    says which from its log alone), so any writer's commits count: an ingestion's, a standalone
+    ingestion's, a backfill's, the CLI's."""
+    columns = ["symbol", "timestamp", "close"]
+    empty = pd.DataFrame({"symbol": pd.Series(dtype=object), "timestamp": pd.Series(dtype="datetime64[us]")})
+    if until is None or since == until:
+        return empty
+    touched = _sessions_touched(storage, since, until)
+    if not touched:
+        return empty
+    after = BarStore(storage, version=until).read_sessions(touched, columns=columns)
+    before = (
+        BarStore(storage, version=since).read_sessions(touched, columns=columns) if since else after.iloc[:0]
+    )
+    joined = after.merge(
+        before, on=["symbol", "timestamp"], how="left", suffixes=("", "_before"), indicator=True
+    )
+    new, old = joined["close"], joined["close_before"]
+    differs = (joined["_merge"] == "left_only") | ((new != old) & ~(new.isna() & old.isna()))
+    return joined.loc[differs, ["symbol", "timestamp"]].reset_index(drop=True)
+
+
+def _sessions_touched(storage: Storage, since: int | None, until: int) -> list[str]:
+    """Sessions of the bar store whose data files differ between two table versions."""
+    import pyarrow as pa
+    from deltalake import DeltaTable
+
+    uri, options = storage.delta_location(layout.BARS_PREFIX)
+
+    def files(version: int) -> set[tuple[str, str]]:
+        actions = pa.table(
+            DeltaTable(uri, version=version, storage_options=options or None).get_add_actions(True)
+        )
+        columns = actions.to_pydict()
+        return set(zip(columns["path"], columns["partition.session"], strict=True))
+
+    old = files(since) if since else set()
+    return sorted({session for _, session in files(until) ^ old})
+
+
+def revision_baseline(previous: dict[str, Any] | None) -> int | None:
+    """The bar store version every result already reflects, from the newest run record before
+    this run: the version that run read if it succeeded (its own re-analyses included), else the
+    baseline it started from (what it planned to re-analyse is planned again)."""
+    if not previous:
+        return None
+    if previous.get("state") == "success":
+        return previous.get("bar_store_version")
+    return (previous.get("revisions") or {}).get("since_version")
+
+
+def partitions_to_reanalyse(
+    storage: Storage,
+    changed: pd.DataFrame,
+    *,
+    window: AnalysisWindow | None = None,
+    contracts: Sequence[str] = (),
+) -> dict[str, list[str]]:
+    """The partitions with a result file whose result depends on the ``changed`` bars
+    (revisions.dependent_partitions), as {contract: [timestamps]}, leaving out ``contracts``' bars
+    inside ``window`` (the run analyses those anyway)."""
+    from trading_lib.revisions import dependent_partitions
+    from trading_lib.store import LOOKBACK_SESSIONS
+
+    if changed.empty:
+        return {}
+    store = BarStore(storage)
+    stored = store.sessions()
+    first, last = (layout.session_date(t) for t in (changed["timestamp"].min(), changed["timestamp"].max()))
+    # From the session before the first changed bar (its return needs the previous close) to
+    # enough sessions after the last one for BETA_WINDOW_BARS + 1 ^GSPC bars.
+    lo = max(0, bisect.bisect_left(stored, first) - 1)
+    hi = bisect.bisect_right(stored, last) + LOOKBACK_SESSIONS
+    bars = store.read_sessions(stored[lo:hi], columns=["symbol", "timestamp", "close"])
+    dependent = dependent_partitions(changed, bars)
+    if window is not None and len(contracts):
+        mine = dependent["contract"].isin(list(contracts)) & window.contains(dependent["timestamp"])
+        dependent = dependent[~mine.to_numpy()]
+    if dependent.empty:
+        return {}
+    # Only partitions that were analysed before: one listing per session folder.
+    names = pd.Series(
+        [
+            layout.result_relative_key(c, t)
+            for c, t in zip(dependent["contract"], dependent["timestamp"], strict=True)
+        ]
+    )
+    folders = names.str.split("/", n=1).str[0]
+    results = storage.child(layout.RESULTS_PREFIX)
+    listed = {f"{day}/{name}" for day in folders.unique() for name in results.list_entries(day)}
+    dependent = dependent[names.isin(listed).to_numpy()]
+    out: dict[str, list[str]] = {}
+    for contract, group in dependent.groupby("contract", sort=True):
+        out[str(contract)] = [layout.format_timestamp(t) for t in group["timestamp"]]
+    return out
+
+
+def reanalysis_plan(
+    storage: Storage,
+    since: int | None,
+    window: AnalysisWindow,
+    contracts: Sequence[str],
+    until: int | None = None,
+) -> dict[str, Any]:
+    """What a run re-analyses because stored bars changed since bar store version ``since`` (the
+    :func:`revision_baseline`; until ``until``, default: now): {"since_version", "until_version",
+    "bars_changed", "partitions", "contracts": {contract: n}, "timestamps": {contract: [...]}}, the
+    partitions of :func:`partitions_to_reanalyse` outside the run's own window and contracts."""
+    until = bar_store_version(storage) if until is None else until
+    changed = changed_bars(storage, since, until) if since is not None else changed_bars(storage, None, None)
+    timestamps = partitions_to_reanalyse(storage, changed, window=window, contracts=contracts)
+    return {
+        "since_version": since,
+        "until_version": until,
+        "bars_changed": len(changed),
+        "partitions": sum(len(t) for t in timestamps.values()),
+        "contracts": {contract: len(t) for contract, t in timestamps.items()},
+        "timestamps": timestamps,
+    }
+
+
 def summarize_symbol(
     storage: Storage, contract: str, timestamps: Sequence[str], run_id: str | None = None
 ) -> dict[str, Any]:
@@ -268,19 +404,113 @@ def aggregate(
 
     Trade outcomes come from the bar store, so a trade closes as soon as its next bar is stored,
     whichever run stored it. Partition results are read through per-session roll-ups, rebuilt only
-    when the session's result files changed. Returns the period summary plus, per run, its
-    missing partitions.
+    when the session's result files changed, and committed to the results table
+    (trading_lib.results_history); every report names the bar store version and the results
+    version it was computed from (``versions``), so :func:`recompute_report` can compute it again.
+    Returns the period summary plus, per run, its missing partitions.
     """
-    from trading_lib.portfolio import build_portfolio_report
-
     explicit_results = results_storage is not None
     results_storage = results_storage or storage.child(layout.RESULTS_PREFIX)
+    period_report, run_reports = _portfolio_reports(
+        storage,
+        results_storage,
+        run_ids=run_ids,
+        period_start=period_start,
+        period_end=period_end,
+        produced={"produced_at": _now(), "aggregation_run_id": aggregation_run_id},
+        explicit_results=explicit_results,
+    )
+    storage.write_json(layout.report_key(PORTFOLIO_REPORT), period_report)
+    run_summaries = {}
+    for run_id, report in run_reports.items():
+        storage.write_json(layout.run_key(run_id, PORTFOLIO_REPORT), report)
+        run_summaries[run_id] = {
+            "missing_partitions": report["missing_partitions"],
+            "total_pnl": report["summary"]["total_pnl"],
+        }
+    return period_report["summary"] | {
+        "report": layout.report_key(PORTFOLIO_REPORT),
+        "period_start": period_report["scope"]["period_start"],
+        "period_end": period_report["scope"]["period_end"],
+        "runs": run_summaries,
+        "missing": period_report["missing_partitions"],
+        "versions": period_report["versions"],
+    }
+
+
+def recompute_report(
+    storage: Storage, key: str, target: str | None = None, results_storage: Storage | None = None
+) -> dict[str, Any]:
+    """Compute the portfolio report stored at ``key`` (output/reports/portfolio.json or
+    output/runs/<run_id>/portfolio.json, as written then) again from the bar store and the results
+    table AS OF the versions it names, and write it to ``target`` (default: beside it,
+    <name>.as-of.json). Later ingestions, revisions and re-analyses change nothing: the result
+    equals the recorded report byte for byte (its produced_at and aggregation_run_id are copied:
+    they say which aggregation the report is). Returns {report, target, versions, equal}."""
+    recorded = storage.read_json(key)
+    versions = recorded.get("versions") or {}
+    scope = recorded.get("scope") or {}
+    if versions.get("results") is None or "bar_store" not in versions:
+        raise RequestError(f"{key} names no bar store and results versions: it cannot be recomputed")
+    as_of = {"bar_store": versions["bar_store"], "results": versions["results"]}
+    produced = {k: recorded.get(k) for k in ("produced_at", "aggregation_run_id")}
+    results_storage = results_storage or storage.child(layout.RESULTS_PREFIX)
+    if scope.get("kind") == "run":
+        _, runs = _portfolio_reports(
+            storage, results_storage, run_ids=[scope["run_id"]], produced=produced, as_of=as_of
+        )
+        report = runs[scope["run_id"]]
+    else:
+        report, _ = _portfolio_reports(
+            storage,
+            results_storage,
+            run_ids=scope.get("runs") or [],
+            period_start=scope.get("period_start"),
+            period_end=scope.get("period_end"),
+            produced=produced,
+            as_of=as_of,
+        )
+    target = target or key.removesuffix(".json") + ".as-of.json"
+    storage.write_json(target, report)
+    return {
+        "report": key,
+        "target": target,
+        "versions": as_of,
+        "equal": storage.read_bytes(target) == storage.read_bytes(key),
+    }
+
+
+def _portfolio_reports(
+    storage: Storage,
+    results_storage: Storage,
+    *,
+    run_ids: Sequence[str] = (),
+    period_start: str | None = None,
+    period_end: str | None = None,
+    produced: dict[str, Any],
+    explicit_results: bool = False,
+    as_of: dict[str, int] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """(the period report, {run_id: run report}) from the stores now, or ``as_of`` recorded
+    versions ({"bar_store": v, "results": v}); nothing is written but the results table."""
+    from trading_lib.portfolio import build_portfolio_report
+    from trading_lib.results_history import ResultsHistory
+
     for name, value in (("period_start", period_start), ("period_end", period_end)):
         if value is not None and not (isinstance(value, str) and _DAY.match(value)):
             raise RequestError(f"{name}={value!r} must be a date YYYY-MM-DD")
     if period_start and period_end and period_start > period_end:
         raise RequestError(f"period_start ({period_start}) is after period_end ({period_end})")
-    days = [d for d in results_storage.list_folders("") if _DAY.match(d)]
+    history = ResultsHistory(results_storage)
+    # One version of the bar store for every read of this aggregation: a concurrent ingestion
+    # cannot make the outcomes and the expected partitions come from two states.
+    store = BarStore(storage, version=as_of["bar_store"]) if as_of else BarStore(storage)
+    if not as_of and store.version is not None:
+        store = BarStore(storage, version=store.version)
+    if as_of:
+        days = history.sessions(as_of["results"])
+    else:
+        days = [d for d in results_storage.list_folders("") if _DAY.match(d)]
     if explicit_results and not days:
         raise MissingInputError(
             f"{results_storage.root} holds no partition results (no <YYYY-MM-DD>/ folder)"
@@ -295,11 +525,18 @@ def aggregate(
     run_spans = [(layout.session_date(w.start), layout.session_date(w.end)) for w in windows.values()]
     run_days = {d for first, last in run_spans for d in days if first <= d <= last}
     load_days = sorted(set(period_days) | run_days)
-    results = _read_rollups(results_storage, load_days)
-    bars = _outcome_bars(storage, results, load_days)
-    expected_by_run = {run["run_id"]: _expected(storage, run, windows[run["run_id"]]) for run in runs}
+    if as_of:
+        results = history.read(as_of["results"], load_days)
+        results_version = as_of["results"]
+    else:
+        sessions, fingerprints = _read_rollups(results_storage, load_days)
+        results_version = history.record(sessions, days, fingerprints)
+        results = _concat_results(sessions)
+    versions = {"bar_store": store.version, "results": results_version}
+    bars = _outcome_bars(store, results, load_days)
+    expected_by_run = {run["run_id"]: _expected(store, run, windows[run["run_id"]]) for run in runs}
+    reanalysed = {run["run_id"]: int((run.get("revisions") or {}).get("partitions", 0)) for run in runs}
 
-    produced = {"produced_at": _now(), "aggregation_run_id": aggregation_run_id}
     in_period = results[_within(results["timestamp"], start, end)] if len(results) else results
     # The period's expected partitions: those with a result, plus those the reported runs expected
     # and did not get (the runs behind earlier aggregations were checked then).
@@ -315,10 +552,11 @@ def aggregate(
         "runs": [run["run_id"] for run in runs],
     }
     period_report["partitions"], period_report["partitions_truncated"] = _grid(in_period)
+    period_report["versions"] = versions
+    period_report["reanalysed_partitions"] = sum(reanalysed.values())
     period_report.update(produced)
-    storage.write_json(layout.report_key(PORTFOLIO_REPORT), period_report)
 
-    run_summaries = {}
+    run_reports = {}
     for run in runs:
         window = windows[run["run_id"]]
         mine = (
@@ -337,55 +575,53 @@ def aggregate(
             "contracts": run["contracts"],
         }
         report["partitions"], report["partitions_truncated"] = _grid(mine)
+        report["versions"] = versions
+        report["reanalysed_partitions"] = reanalysed[run["run_id"]]
         report.update(produced)
-        storage.write_json(layout.run_key(run["run_id"], PORTFOLIO_REPORT), report)
-        run_summaries[run["run_id"]] = {
-            "missing_partitions": report["missing_partitions"],
-            "total_pnl": report["summary"]["total_pnl"],
-        }
-    return period_report["summary"] | {
-        "report": layout.report_key(PORTFOLIO_REPORT),
-        "period_start": period_report["scope"]["period_start"],
-        "period_end": period_report["scope"]["period_end"],
-        "runs": run_summaries,
-        "missing": period_report["missing_partitions"],
-    }
+        run_reports[run["run_id"]] = report
+    return period_report, run_reports
 
 
-def _read_rollups(results: Storage, days: list[str]) -> pd.DataFrame:
-    """The partition results of ``days``, through one roll-up file per session: a roll-up is
-    rebuilt when the session's folder changed since it was built (Storage.folder_version: the
+def _read_rollups(results: Storage, days: list[str]) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
+    """The partition results of ``days`` ({day: rows}, days without results left out) and the
+    fingerprint of the files each was built from, through one roll-up file per session: a roll-up
+    is rebuilt when the session's folder changed since it was built (Storage.folder_version: the
     folder's modification time locally, the listing on S3), so a rewritten or new partition file
     is always seen."""
 
-    def read_day(day: str) -> pd.DataFrame | None:
+    def read_day(day: str) -> tuple[pd.DataFrame | None, str]:
         fingerprint, names = results.folder_version(day)
         key = layout.daily_relative_key(day)
         try:
             rollup, metadata = results.read_parquet_with_metadata(key)
             if metadata.get("trading.sources") == fingerprint:
-                return rollup
+                return rollup, fingerprint
         except MissingInputError:
             pass
         keys = [f"{day}/{name}" for name in names if name.endswith(".parquet")]
         frame = results.read_parquet_many(keys)
         if frame.empty:
-            return None
+            return None, fingerprint
         frame = frame.sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
         results.write_parquet(key, frame, {"trading.sources": fingerprint})
-        return frame
+        return frame, fingerprint
 
     # Sessions are independent and their reads are round trips (S3) or decoding that releases the
     # GIL: a few at once. map() keeps the session order.
     with ThreadPoolExecutor(max_workers=ROLLUP_READERS) as pool:
-        frames = [frame for frame in pool.map(read_day, days) if frame is not None]
-    if not frames:
+        read = dict(zip(days, pool.map(read_day, days), strict=True))
+    frames = {day: frame for day, (frame, _) in read.items() if frame is not None}
+    return frames, {day: fingerprint for day, (_, fingerprint) in read.items() if day in frames}
+
+
+def _concat_results(sessions: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    if not sessions:
         return pd.DataFrame({c: pd.Series(dtype="float64") for c in layout.RESULT_COLUMNS}).assign(
             contract=pd.Series(dtype=object),
             signal=pd.Series(dtype=object),
             timestamp=pd.Series(dtype=f"datetime64[us, {layout.EXCHANGE_TZ}]"),
         )
-    out = pd.concat(frames, ignore_index=True)
+    out = pd.concat(list(sessions.values()), ignore_index=True)
     out["timestamp"] = layout.to_exchange_time(out["timestamp"])
     # One order whatever the roll-ups: sums (P&L) add up in the same order as a one-shot run's.
     return out.sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
@@ -402,10 +638,9 @@ def _within(timestamps: pd.Series, first_day: str, last_day: str) -> pd.Series:
     return mask
 
 
-def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> pd.DataFrame:
+def _outcome_bars(store: BarStore, results: pd.DataFrame, days: list[str]) -> pd.DataFrame:
     """Closes of the results' contracts over ``days`` and the next stored session (each result's
     next bar), as (contract, timestamp, close)."""
-    store = BarStore(storage)
     stored = store.sessions()
     if not days or not len(results):
         return pd.DataFrame(
@@ -423,9 +658,9 @@ def _outcome_bars(storage: Storage, results: pd.DataFrame, days: list[str]) -> p
     return frame.rename(columns={"symbol": "contract"})
 
 
-def _expected(storage: Storage, run: dict[str, Any], window: AnalysisWindow) -> pd.DataFrame:
+def _expected(store: BarStore, run: dict[str, Any], window: AnalysisWindow) -> pd.DataFrame:
     """The partitions an orchestrator run was to produce: its contracts' stored bars in its window."""
-    frame = BarStore(storage).read(window, list(run["contracts"]), columns=["symbol", "timestamp"])
+    frame = store.read(window, list(run["contracts"]), columns=["symbol", "timestamp"])
     frame = frame[(frame["timestamp"] >= window.start) & frame["symbol"].isin(run["contracts"])]
     return frame.rename(columns={"symbol": "contract"})[["contract", "timestamp"]].reset_index(drop=True)
 

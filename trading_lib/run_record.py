@@ -89,7 +89,9 @@ def started_facts(
     dag_id: str, request: dict[str, Any], scope: dict[str, Any], ingestion: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What the record says when the run starts analysing: its DAG and type, the request, the
-    window and contracts fixed (pipeline.plan_run's scope) and what the ingestion did."""
+    window and contracts fixed (pipeline.plan_run's scope), what the ingestion did, and the bar
+    store version the plan read with what it re-analyses because bars changed before it."""
+    revisions = scope.get("revisions") or {}
     return {
         "dag_id": dag_id,
         "run_type": request["run_type"],
@@ -98,6 +100,8 @@ def started_facts(
         "window_end": scope["window_end"],
         "contracts": scope["contracts"],
         "ingestion": ingestion_summary(ingestion),
+        "revisions": {k: v for k, v in revisions.items() if k != "timestamps"},
+        "bar_store_version": revisions.get("until_version"),
     }
 
 

@@ -64,7 +64,7 @@ class OrchestratorRequest:
 def analyze_symbol_runs(scope: dict[str, Any]) -> list[dict[str, Any]]:
     """The analyze_symbol runs of an orchestrator run's scope (pipeline.plan_run): one per
     contract, {trigger_run_id, conf}, the run id derived from the orchestrator's run id so that a
-    retry resets the same runs."""
+    retry resets the same runs; then the re-analysis runs of its ``revisions`` plan."""
     from trading_lib.symbols import symbol_to_segment
 
     return [
@@ -78,6 +78,20 @@ def analyze_symbol_runs(scope: dict[str, Any]) -> list[dict[str, Any]]:
             },
         }
         for contract in scope["contracts"]
+    ] + reanalysis_runs(scope["run_id"], scope.get("revisions"))
+
+
+def reanalysis_runs(run_id: str, plan: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One analyze_symbol run (trigger_run_id, conf) per contract of a reanalysis plan: its
+    dependent partitions as ``timestamps``, tied to orchestrator run ``run_id``."""
+    from trading_lib.symbols import symbol_to_segment
+
+    return [
+        {
+            "trigger_run_id": f"{run_id}__{symbol_to_segment(contract)}__revised",
+            "conf": {"contract": contract, "timestamps": timestamps, "orchestrator_run_id": run_id},
+        }
+        for contract, timestamps in sorted(((plan or {}).get("timestamps") or {}).items())
     ]
 
 

@@ -32,6 +32,13 @@ OUTLIER_MIN_RETURNS = 10  # a contract with fewer returns has no reliable scale:
 COMPLETENESS_FAIL_FRACTION = 0.5  # fewer of the expected bars than this in one contract: FAIL
 VALUE_COLUMNS = ("open", "high", "low", "close", "volume")
 ISSUE_COLUMNS = ["check", "severity", "contract", "timestamp", "detail"]
+# A close-to-close ratio within SPLIT_TOLERANCE (in log terms, ~3 %) of one of these factors or
+# its inverse, while ^GSPC moved less than SPLIT_MAX_INDEX_MOVE over the same two bars, looks like
+# a split that the prices were not adjusted for (forward 3:2 ... 50:1, reverse alike).
+SPLIT_FACTORS = (1.5, 2.0, 3.0, 4.0, 5.0, 8.0, 10.0, 15.0, 20.0, 25.0, 30.0, 40.0, 50.0)
+SPLIT_TOLERANCE = 0.03
+SPLIT_MAX_INDEX_MOVE = 0.05
+STALE_MIN_BARS = 3  # a session with fewer stored bars of a contract is not judged stale
 
 RULES = {
     "missing_values": "missing (NaN) open/high/low/close/volume, one issue per run of "
@@ -60,6 +67,13 @@ RULES = {
     "(NaT): FAIL, one issue per bar; the calendar checks are skipped when the type is wrong",
     "columns": "a frame without its timestamp column (or the holdings without contract): FAIL",
     "contracts": "every requested contract is in the data: FAIL otherwise",
+    "splits": "a close-to-close ratio between consecutive stored bars of a contract within "
+    f"{SPLIT_TOLERANCE:.0%} of a split factor or its inverse (x2, x3, x1/2, x1/3, x3/2 ... x50) while "
+    f"{MARKET_INDEX} moved less than {SPLIT_MAX_INDEX_MOVE:.0%} between the same bars: an unadjusted "
+    "split (or a re-fetch that mixes price levels): FAIL at the bar after the jump",
+    "stale_feed": "a contract's session (at least "
+    f"{STALE_MIN_BARS} stored bars) whose closes are all equal, or whose volumes are all zero: a "
+    "stale or dead feed: FAIL at the session's first bar",
 }
 # Contract checks (bar_contract.CHECKS) reported under their own name; every one is a RULES key.
 CONTRACT_CHECKS = tuple(bar_contract.CHECKS)
@@ -187,6 +201,116 @@ def _outliers(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.Dat
         + kind
     )
     return [_issues("outliers", "WARN", contract[flagged], bars.loc[flagged, "timestamp"], detail)]
+
+
+def _splits(holdings: pd.DataFrame, spx: pd.DataFrame) -> list[pd.DataFrame]:
+    """Jumps between consecutive stored bars of a contract (across gaps and sessions too: splits
+    happen overnight) that look like an unadjusted split: the ratio near a split factor while the
+    index stayed put between the same two bars."""
+    bars = holdings.assign(close=_valid(holdings["close"])).dropna(subset=["close"])
+    if bars.empty:
+        return []
+    previous = bars.groupby("contract", sort=False)[["close", "timestamp"]].shift()
+    ratio = (bars["close"] / previous["close"]).to_numpy(dtype="float64")
+    log_ratio = np.abs(np.log(ratio))  # NaN on each contract's first bar
+    factors = np.log(np.asarray(SPLIT_FACTORS))
+    distance = np.abs(log_ratio[:, None] - factors[None, :])
+    nearest = np.argmin(np.where(np.isnan(distance), np.inf, distance), axis=1)
+    near = distance[np.arange(len(ratio)), nearest] < SPLIT_TOLERANCE
+    # ^GSPC's move between the same two instants (its last close at or before each); unknown
+    # (no ^GSPC bar before) counts as no move: the jump is judged on the stock alone.
+    market = spx.assign(close=_valid(spx["close"])).dropna(subset=["close"]).sort_values("timestamp")
+    market_move = np.zeros(len(ratio))
+    if len(market):
+        times = market["timestamp"].to_numpy(dtype="datetime64[us]")
+        closes = market["close"].to_numpy(dtype="float64")
+
+        def close_at(stamps: pd.Series) -> np.ndarray:
+            at = (
+                np.searchsorted(
+                    times, layout.to_exchange_time(stamps).to_numpy(dtype="datetime64[us]"), "right"
+                )
+                - 1
+            )
+            return np.where(at >= 0, closes[np.maximum(at, 0)], np.nan)
+
+        with np.errstate(invalid="ignore"):
+            moved = (
+                close_at(bars["timestamp"]) / close_at(previous["timestamp"].fillna(bars["timestamp"])) - 1
+            )
+        market_move = np.nan_to_num(moved, nan=0.0)
+    flagged = near & (np.abs(market_move) < SPLIT_MAX_INDEX_MOVE)
+    if not flagged.any():
+        return []
+    factor = np.asarray(SPLIT_FACTORS)[nearest[flagged]]
+    forward = ratio[flagged] < 1  # the price fell: a forward split (k-for-1)
+    names = np.where(forward, pd.Series(factor).map("{:g}:1".format), pd.Series(factor).map("1:{:g}".format))
+    hit = bars[flagged]
+    detail = (
+        "close "
+        + previous.loc[flagged, "close"].map("{:.4g}".format)
+        + " -> "
+        + hit["close"].map("{:.4g}".format)
+        + " (x"
+        + pd.Series(ratio[flagged], index=hit.index).map("{:.3f}".format)
+        + ") since "
+        + previous.loc[flagged, "timestamp"].map(_iso)
+        + f", {MARKET_INDEX} "
+        + pd.Series(market_move[flagged], index=hit.index).map("{:+.2%}".format)
+        + ": looks like an unadjusted "
+        + pd.Series(names, index=hit.index)
+        + " split"
+    )
+    return [_issues("splits", "FAIL", hit["contract"], hit["timestamp"], detail)]
+
+
+def _stale_feed(holdings: pd.DataFrame) -> list[pd.DataFrame]:
+    """Sessions of a contract in which every close is the same, or every volume is zero."""
+    if holdings.empty:
+        return []
+    session = holdings["timestamp"].dt.tz_localize(None).dt.normalize().rename("session")
+    close = _valid(holdings["close"])
+    volume = holdings["volume"].astype("float64")
+    grouped = pd.DataFrame(
+        {
+            "contract": holdings["contract"].to_numpy(),
+            "session": session.to_numpy(),
+            "close": close.to_numpy(),
+        }
+    ).assign(volume=volume.to_numpy(), timestamp=holdings["timestamp"].array)
+    per_session = grouped.groupby(["contract", "session"], sort=True).agg(
+        first=("timestamp", "min"),
+        bars=("timestamp", "size"),
+        closes=("close", "count"),
+        lowest=("close", "min"),
+        highest=("close", "max"),
+        volumes=("volume", "count"),
+        largest_volume=("volume", "max"),
+    )
+    flat = (per_session["closes"] >= STALE_MIN_BARS) & (per_session["lowest"] == per_session["highest"])
+    silent = (per_session["volumes"] >= STALE_MIN_BARS) & (per_session["largest_volume"] == 0)
+    stale = per_session[flat | silent]
+    if stale.empty:
+        return []
+    day = pd.Series(stale.index.get_level_values("session").strftime("%Y-%m-%d"), index=stale.index)
+    flat_text = (
+        "close " + stale["lowest"].map("{:.6g}".format) + " on all " + stale["closes"].astype(str) + " bars"
+    )
+    silent_text = "volume 0 on all " + stale["volumes"].astype(str) + " bars"
+    is_flat, is_silent = flat[stale.index], silent[stale.index]
+    what = np.select(
+        [is_flat & is_silent, is_flat], [flat_text + ", " + silent_text, flat_text], default=silent_text
+    )
+    detail = "session " + day + ": " + what + ": stale feed"
+    return [
+        _issues(
+            "stale_feed",
+            "FAIL",
+            stale.index.get_level_values("contract"),
+            stale["first"].to_numpy(),
+            detail.to_numpy(),
+        )
+    ]
 
 
 def _expected_grid(holdings: pd.DataFrame) -> pd.DatetimeIndex:
@@ -327,6 +451,8 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
         found["outliers"] += _outliers(unique_bars, expected)
         found["completeness"] += _completeness(unique_bars, expected)
         found["market_data"] += _market_data(holdings, spx, vix)
+        found["splits"] += _splits(unique_bars, spx)
+        found["stale_feed"] += _stale_feed(unique_bars)
 
     checks, frames = {}, []
     for name, parts in found.items():

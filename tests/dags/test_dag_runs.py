@@ -217,3 +217,101 @@ def test_an_interval_without_a_bar_skips_the_run_and_fails_nothing(airflow_db, d
     assert states.pop("check_request") == ["skipped"]
     assert states and {state for values in states.values() for state in values} == {"skipped"}, states
     assert not (data_root / "output" / "runs").exists()
+
+
+def _xcom(dag_run, task_id):
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        row = (
+            session.query(XComModel)
+            .filter_by(dag_id=dag_run.dag_id, run_id=dag_run.run_id, task_id=task_id, key="return_value")
+            .one()
+        )
+        return XComModel.deserialize_value(row)
+
+
+def test_a_revised_bar_is_reanalysed_by_its_own_analyze_symbol_run(dagbag, data_root):
+    """A bar revised after a run analysed its window: the next orchestrator run (a manual run over
+    the last 5 bars of AAPL) triggers one more analyze_symbol run per contract for the partitions
+    that depend on it outside its own window, exactly those, and they end as the kernel over the
+    revised bars computes them."""
+    from trading_lib import cli
+    from trading_lib.revisions import dependent_partitions
+
+    storage = Storage(str(data_root))
+    pipeline.generate_inputs(storage, num_contracts=3, window_bars=40)
+    assert (
+        cli.main(["--data-root", str(data_root), "run", "--contracts", "3", "--bars", "40", "--run-id", "r1"])
+        == 0
+    )
+    first = pipeline.read_run(storage, "r1")
+    assert first["bar_store_version"] == BarStore(storage).version
+    store = BarStore(storage)
+    rows = store.read_sessions(store.sessions())
+    window = pipeline.resolve_window(storage, bars=40)
+    inside = rows[window.contains(rows["timestamp"])]
+    revised = pd.concat(
+        [inside[inside["symbol"] == "AAPL"].iloc[[8]], inside[inside["symbol"] == "^GSPC"].iloc[[30]]]
+    ).assign(close=lambda f: f["close"] * 1.03)
+    revised["high"] = revised[["high", "close"]].max(axis=1)
+    store.upsert(revised, "a corrected re-fetch")
+
+    run = dagbag.dags["trading_orchestrator"].test(
+        # every Param the other tests set: dag.test() leaves a run's conf in the params of the
+        # session's DAG object, and an earlier test's ingestion dates would be used here
+        run_conf={
+            "num_contracts": 1,
+            "window_bars": 5,
+            "run_ingestion": False,
+            "ingestion_start_date": None,
+            "ingestion_end_date": None,
+        },
+        mark_success_pattern="trigger_analyze_symbol",
+    )
+    assert run.state == "success"
+    record = pipeline.read_run(storage, run.run_id)
+    assert record["contracts"] == ["AAPL"]
+    assert record["revisions"]["since_version"] == first["bar_store_version"]
+    assert record["bar_store_version"] == BarStore(storage).version
+
+    # Exactly the dependent partitions outside the run's own window and contract, and every one of
+    # them had a result (all 40 window bars were analysed by r1).
+    own = pipeline.resolve_window(storage, bars=5)
+    changed = revised[["symbol", "timestamp"]]
+    after = _stored_bars(data_root)  # the store after the revision
+    dependent = dependent_partitions(changed, after[["symbol", "timestamp", "close"]])
+    dependent = dependent[window.contains(dependent["timestamp"])]
+    dependent = dependent[~((dependent["contract"] == "AAPL") & own.contains(dependent["timestamp"]))]
+    expected = {
+        c: [layout.format_timestamp(t) for t in g["timestamp"]] for c, g in dependent.groupby("contract")
+    }
+    runs = _xcom(run, "symbol_runs")
+    revision_runs = {r["conf"]["contract"]: r for r in runs if r["trigger_run_id"].endswith("__revised")}
+    assert {c: r["conf"]["timestamps"] for c, r in revision_runs.items()} == expected
+    assert set(expected) == {"AAPL", "GOOGL", "MSFT"}  # the ^GSPC bar reaches every contract
+    assert record["revisions"]["partitions"] == sum(len(t) for t in expected.values())
+    assert record["analyze_symbol_run_ids"] == [r["trigger_run_id"] for r in runs]
+
+    # The triggered runs, run here (dag.test does not start the runs a trigger queues).
+    for contract, triggered in sorted(revision_runs.items()):
+        result = dagbag.dags["analyze_symbol"].test(run_conf=triggered["conf"])
+        assert result.state == "success"
+        assert len(_states(result)["analyze_partition"]) == len(expected[contract])
+    for contract in ("AAPL", "GOOGL", "MSFT"):
+        written = _written(data_root, contract)
+        written = written[~((written["contract"] == "AAPL") & own.contains(written["timestamp"]))]
+        direct = _kernel(data_root, window, contract)
+        direct = direct[~((direct["contract"] == "AAPL") & own.contains(direct["timestamp"]))]
+        pd.testing.assert_frame_equal(
+            written.reset_index(drop=True), direct.reset_index(drop=True), check_exact=True
+        )
+
+
+def _kernel(root, window, contract) -> pd.DataFrame:
+    rows = _stored_bars(root)
+    stocks = rows[~rows["symbol"].str.startswith("^")].rename(columns={"symbol": "contract"})
+    direct = compute_signals(stocks, rows[rows["symbol"] == "^GSPC"], rows[rows["symbol"] == "^VIX"])
+    direct = direct[window.contains(direct["timestamp"]) & (direct["contract"] == contract)]
+    return direct.reset_index(drop=True)

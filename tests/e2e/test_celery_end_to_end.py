@@ -39,9 +39,9 @@ CONTRACTS = 10
 PARTITIONS_PER_CONTRACT = 24
 KILL_RUN_CONTRACTS = 4  # the worker-kill run: fewer partitions, same mechanics
 RUN_DAG = PROJECT / "tests" / "s3" / "run_dag.py"  # dag.test() of a list of runs in a fresh process
-# What an aggregation writes that names its run or its time (the rest of the period report depends
-# only on the stored bars and partition results).
-RUN_SPECIFIC = ("produced_at", "aggregation_run_id")
+# What an aggregation writes that names its run or its time, or the table versions of its own data
+# root (the rest of the period report depends only on the stored bars and partition results).
+RUN_SPECIFIC = ("produced_at", "aggregation_run_id", "versions")
 
 
 @pytest.fixture(scope="module")

@@ -84,3 +84,18 @@ def test_generate_then_analyze_partition_writes_the_file(tmp_path):
     [written] = json.loads(result.stdout)
     assert (tmp_path / written["key"]).is_file()
     assert written["timestamp"] == window_start
+
+
+def test_aggregate_as_of_a_stored_report_rebuilds_it_byte_for_byte(tmp_path):
+    assert _cli("generate", "--contracts", "2", root=tmp_path).returncode == 0
+    assert _cli("run", "--contracts", "2", "--run-id", "first", root=tmp_path).returncode == 0
+    record = json.loads((tmp_path / "output" / "runs" / "first" / "run.json").read_text())
+    report = tmp_path / "output" / "runs" / "first" / "portfolio.json"
+    assert json.loads(report.read_text())["versions"]["bar_store"] == record["bar_store_version"]
+    result = _cli("aggregate", "--as-of", "output/runs/first/portfolio.json", root=tmp_path)
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["equal"] is True and answer["target"] == "output/runs/first/portfolio.as-of.json"
+    assert (tmp_path / answer["target"]).read_bytes() == report.read_bytes()
+    missing = _cli("aggregate", "--as-of", "output/runs/none/portfolio.json", root=tmp_path)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr

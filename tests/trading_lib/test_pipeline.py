@@ -10,6 +10,7 @@ from trading_lib import layout, pipeline
 from trading_lib.analytics import compute_signals
 from trading_lib.errors import BadDataError, RequestError
 from trading_lib.inputs import AnalysisWindow, InputData
+from trading_lib.run_request import reanalysis_runs
 from trading_lib.storage import MissingInputError, Storage
 from trading_lib.store import BarStore
 
@@ -166,3 +167,28 @@ def test_the_portfolio_report_names_the_trade_before_a_missing_session(tmp_path)
     ]
     assert summary["open_trades"] == summary["open_trades_missing_bar"] == 2
     assert summary["closed_trades"] == summary["trades"] - 2
+
+
+def test_the_revision_baseline_is_what_every_result_already_reflects():
+    # the last run succeeded: what it read; it failed or is running: where it started from, so
+    # what it was to re-analyse is planned again; no run or no version: nothing is known
+    assert pipeline.revision_baseline({"state": "success", "bar_store_version": 7}) == 7
+    failed = {"state": "failed", "bar_store_version": 7, "revisions": {"since_version": 4}}
+    assert pipeline.revision_baseline(failed) == 4
+    assert pipeline.revision_baseline({"state": "running", "bar_store_version": 7}) is None
+    assert pipeline.revision_baseline(None) is None
+
+
+def test_reanalysis_runs_name_their_contract_and_orchestrator_run():
+    plan = {"timestamps": {"^GSPC": ["t1"], "AAPL": ["t2", "t3"]}}
+    assert reanalysis_runs("r9", plan) == [
+        {
+            "trigger_run_id": "r9__AAPL__revised",
+            "conf": {"contract": "AAPL", "timestamps": ["t2", "t3"], "orchestrator_run_id": "r9"},
+        },
+        {
+            "trigger_run_id": "r9___GSPC__revised",
+            "conf": {"contract": "^GSPC", "timestamps": ["t1"], "orchestrator_run_id": "r9"},
+        },
+    ]
+    assert reanalysis_runs("r9", None) == []

@@ -304,3 +304,71 @@ def test_timestamps_without_a_time_zone_fail_every_bar_and_skip_the_calendar_che
     assert _keys(_issues(report, "timestamp_type")) == {(holdings.loc[7, "contract"], pd.NaT)}
     completeness = _issues(report, "completeness")
     assert _keys(completeness) == {(holdings.loc[7, "contract"], data.holdings.loc[7, "timestamp"])}
+
+
+def _real_with(change):
+    """The real 2022 bars with ``change(holdings, spx)`` applied to copies of the frames."""
+    data = load_real_bars(REAL_BARS)
+    holdings, spx = data.holdings.copy(), data.spx.copy()
+    change(holdings, spx)
+    return dataclasses.replace(data, holdings=holdings, spx=spx)
+
+
+@pytest.mark.parametrize(("factor", "name"), [(1 / 3, "3:1"), (0.5, "2:1"), (2.0, "1:2"), (1 / 10, "10:1")])
+def test_an_unadjusted_split_fails_at_the_bar_after_the_jump(factor, name):
+    def split(holdings, spx):
+        rows = holdings.index[holdings["contract"] == "TSLA"][60:]
+        holdings.loc[rows, ["open", "high", "low", "close"]] *= factor
+
+    data = _real_with(split)
+    jump = data.holdings.loc[data.holdings["contract"] == "TSLA", "timestamp"].iloc[60]
+    report = validate_inputs(data)
+    assert report.status == "FAIL"
+    splits = _issues(report, "splits")
+    assert _keys(splits) == {("TSLA", jump)}
+    assert splits["severity"].eq("FAIL").all()
+    assert f"unadjusted {name} split" in splits["detail"].iloc[0]
+    assert report.checks["splits"]["severity"] == "FAIL"
+
+
+def test_a_jump_the_index_made_too_is_no_split():
+    # Every price, the index included, halves at one bar: a crash of the whole market, not a split.
+    def crash(holdings, spx):
+        stamp = spx["timestamp"].iloc[80]
+        holdings.loc[holdings["timestamp"] >= stamp, ["open", "high", "low", "close"]] *= 0.5
+        spx.loc[spx["timestamp"] >= stamp, ["open", "high", "low", "close"]] *= 0.5
+
+    report = validate_inputs(_real_with(crash))
+    assert _issues(report, "splits").empty
+    assert report.status == "WARN"  # the outliers still say so
+
+
+def test_real_bars_and_sample_data_have_no_split_or_stale_session():
+    for data in (load_real_bars(REAL_BARS), generate_sample_data(num_contracts=20, window_bars=300)):
+        report = validate_inputs(data)
+        assert _issues(report, "splits").empty and _issues(report, "stale_feed").empty
+
+
+def test_a_stale_session_fails_naming_its_first_bar():
+    def stale(holdings, spx):
+        day = (holdings["contract"] == "AAPL") & (
+            holdings["timestamp"].dt.strftime("%Y-%m-%d") == "2022-03-24"
+        )
+        holdings.loc[day, ["open", "high", "low", "close"]] = holdings.loc[day, "close"].iloc[0]
+        silent = (holdings["contract"] == "GOOG") & (
+            holdings["timestamp"].dt.strftime("%Y-%m-%d") == "2022-04-01"
+        )
+        holdings.loc[silent, "volume"] = 0.0
+        # Two equal closes in a session whose other closes are missing are no stale feed (fewer
+        # than STALE_MIN_BARS closes).
+        netflix = holdings.index[holdings["contract"] == "NFLX"]
+        holdings.loc[netflix[[7, 8]], "close"] = holdings.loc[netflix[7], "close"]
+        holdings.loc[netflix[9:14], "close"] = np.nan
+
+    report = validate_inputs(_real_with(stale))
+    issues = _issues(report, "stale_feed")
+    assert _keys(issues) == {("AAPL", _ts("2022-03-24 09:30")), ("GOOG", _ts("2022-04-01 09:30"))}
+    assert report.status == "FAIL"
+    details = dict(zip(issues["contract"], issues["detail"], strict=True))
+    assert details["AAPL"].startswith("session 2022-03-24: close ") and "on all 7 bars" in details["AAPL"]
+    assert details["GOOG"] == "session 2022-04-01: volume 0 on all 7 bars: stale feed"

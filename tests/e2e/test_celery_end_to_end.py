@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 
 import pytest
+from airflow_rest import AirflowError
+from celery_stack import WORKERS, CeleryAirflow
+from demo import PARTITION_TASK, run_pipeline
+from install_stack_tools import missing_packages
+from local_airflow import LocalAirflow, free_port
+from processes import listening_inodes
+from test_end_to_end import _symbol_runs, _task_log, _wait_for_new_aggregations
+
+from trading_lib import layout, pipeline
+from trading_lib.storage import Storage
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-
-from celery_stack import WORKERS, CeleryAirflow  # noqa: E402
-from demo import PARTITION_TASK, run_pipeline  # noqa: E402
-from install_stack_tools import missing_packages  # noqa: E402
-from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
-from test_end_to_end import _symbol_runs, _task_log, _wait_for_new_aggregations  # noqa: E402
-
-from trading_lib import layout, pipeline  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 CONTRACTS = 10
@@ -66,8 +66,6 @@ def stack(tmp_path_factory):
 
 
 def _listening(port: int) -> bool:
-    from local_airflow import listening_inodes
-
     return bool(listening_inodes(port))
 
 
@@ -164,7 +162,9 @@ def test_results_are_byte_identical_to_the_sqlite_local_disk_path(
     pipeline.generate_inputs(Storage(str(local_root)), num_contracts=CONTRACTS)
     symbol_runs = _symbol_runs(client, first_run["orchestrator"]["dag_run_id"])
     runs = [["analyze_symbol", run["conf"]] for run in symbol_runs] + [["aggregate_portfolio", {}]]
-    reference = LocalAirflow(tmp_path_factory.mktemp("sqlite-reference"), free_port(), str(local_root))
+    reference = LocalAirflow(
+        tmp_path_factory.mktemp("sqlite-reference"), free_port(), str(local_root), db="sqlite"
+    )
     isolated = reference.prepare_isolated()
     result = subprocess.run(
         [sys.executable, str(RUN_DAG), json.dumps(runs)],

@@ -109,10 +109,10 @@ class AirflowClient:
                     f"{method} {url}: no answer for {waited:.0f} s (last: {problem})"
                 ) from None
             delay = min(BACKOFF_MAX, 2.0 ** (attempt - 1))
-            if self.on_retry is not None:
+            if self.on_retry is not None and attempt & (attempt - 1) == 0:  # tries 2, 3, 5, 9, 17 ...
                 self.on_retry(
                     f"the Airflow API did not answer {method} {path.split('?')[0]} ({problem}); "
-                    f"trying again in {delay:.0f} s (attempt {attempt + 1})"
+                    f"no answer for {waited:.0f} s; trying again (attempt {attempt + 1})"
                 )
             self._sleep(delay)
 

@@ -232,7 +232,9 @@ def test_stop_kills_what_ignores_sigterm(airflow):
 def test_proc_info_reads_session_and_group(airflow):
     process = _spawn({})
     try:
-        info = proc_info(process.pid)
+        deadline = time.monotonic() + 10
+        while (info := proc_info(process.pid)).cmdline != "sleep 120" and time.monotonic() < deadline:
+            time.sleep(0.02)  # between fork and exec the child still shows this Python's command line
         assert info.sid == info.pgid == process.pid and info.ppid == os.getpid()
         assert info.cmdline == "sleep 120"
     finally:

@@ -306,6 +306,24 @@ def _print_summary(storage, run_id: str) -> None:
         print(f"  {c['contract']:<10} {c['trades']:>6} {win:>9} {c['total_pnl']:>13,.2f} {beta:>10}")
 
 
+def failed_task_lines(client, home: Path, dag_id: str, run_id: str) -> list[str]:
+    """Each failed task of a run, with its try and where its log is."""
+    lines = []
+    for ti in client.task_instances(dag_id, run_id, state="failed"):
+        index = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+        folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+        if ti["map_index"] >= 0:
+            folder = folder / f"map_index={ti['map_index']}"
+        log = folder / f"attempt={ti['try_number']}.log"
+        lines.append(f"  {ti['task_id']}{index} failed (try {ti['try_number']}): {log}")
+    return lines
+
+
+def print_failed_tasks(airflow: LocalAirflow, dag_id: str, run_id: str) -> None:
+    for line in failed_task_lines(airflow.client(), airflow.home, dag_id, run_id):
+        print(line)
+
+
 def _start(airflow: LocalAirflow, step: str, what: str) -> None:
     changed = airflow.changed_settings()
     if airflow.running() and airflow.healthy() and not changed:
@@ -388,10 +406,12 @@ def main(argv: list[str] | None = None) -> int:
             f"trading_orchestrator run {orchestrator['dag_run_id']} {orchestrator['state']}: "
             f"see {ui}/dags/trading_orchestrator"
         )
+        print_failed_tasks(airflow, "trading_orchestrator", orchestrator["dag_run_id"])
         return 1
     aggregation = outcome["aggregation"]
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
     if aggregation["state"] != "success":
+        print_failed_tasks(airflow, "aggregate_portfolio", aggregation["dag_run_id"])
         return 1
     _print_summary(storage, orchestrator["dag_run_id"])
     print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")

@@ -238,3 +238,24 @@ def test_a_queued_run_says_what_holds_it_and_how_to_clear_it():
     queued_lines = [line for line in text.splitlines() if line.startswith("  partitions")][:3]
     assert all(f"(queued: waits for trading_orchestrator run {holder}" in line for line in queued_lines)
     assert "ingest_market_data (up_for_retry, try 3)" in queued_lines[0]
+
+
+def test_a_failed_run_names_each_failed_task_and_its_log():
+    from demo import failed_task_lines
+
+    class Client:
+        def task_instances(self, dag_id, run_id, task_id=None, state=None):
+            assert state == "failed"
+            return [
+                {"task_id": "validate_data", "map_index": -1, "try_number": 1},
+                {"task_id": "analyze_partition", "map_index": 5, "try_number": 7},
+            ]
+
+    home = Path("/srv/airflow_home")
+    lines = failed_task_lines(Client(), home, "trading_orchestrator", "manual__1")
+    run_logs = home / "logs" / "dag_id=trading_orchestrator" / "run_id=manual__1"
+    assert lines == [
+        f"  validate_data failed (try 1): {run_logs / 'task_id=validate_data' / 'attempt=1.log'}",
+        f"  analyze_partition[5] failed (try 7): "
+        f"{run_logs / 'task_id=analyze_partition' / 'map_index=5' / 'attempt=7.log'}",
+    ]

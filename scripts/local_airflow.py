@@ -651,10 +651,14 @@ class LocalAirflow:
         sessions = self._component_sessions()
         signalled: set[tuple[int, int]] = set()
         orphaned_since = None
+        home = str(self.home)
         while (members := self.members()) and time.monotonic() < deadline:
             for info in members:  # new ones too (a worker forked meanwhile)
                 if (info.pid, info.start) not in signalled:
-                    send_signal(info.pid, signal.SIGTERM)
+                    # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to
+                    # leave; SIGINT is its fast one (Redis and SeaweedFS stop on either)
+                    service = proc_environ(info.pid).get(SERVICE_MARKER) == home
+                    send_signal(info.pid, signal.SIGINT if service else signal.SIGTERM)
                     signalled.add((info.pid, info.start))
             if any(info.pid == info.sid and info.pid in sessions for info in members):
                 orphaned_since = None

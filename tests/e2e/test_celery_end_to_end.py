@@ -26,7 +26,7 @@ from celery_stack import WORKERS, CeleryAirflow
 from demo import PARTITION_TASK, run_pipeline
 from install_stack_tools import missing_packages
 from local_airflow import LocalAirflow, free_port
-from processes import listening_inodes
+from processes import listening_inodes, proc_info
 from test_end_to_end import _symbol_runs, _task_log, _wait_for_new_aggregations
 
 from trading_lib import layout, pipeline
@@ -241,11 +241,13 @@ def test_invalid_conf_fails_the_first_task_and_writes_nothing(client, storage, f
 def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, storage, first_outputs):
     """Runs last. SIGKILL one worker's process tree (its Celery main process, pool and task
     processes) while it runs partitions: its tasks miss their heartbeats, the scheduler fails them
-    after the 20 s timeout, and their retries run on the other worker."""
+    after the heartbeat timeout, and their retries run on the other worker or on the killed one,
+    which the stack's supervisor starts again."""
     known = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
     run = client.trigger("trading_orchestrator", {"num_contracts": KILL_RUN_CONTRACTS})
     run_id = run["dag_run_id"]
-    victim, survivor = WORKERS[1], WORKERS[0]
+    victim = WORKERS[1]
+    restarts = stack.component_states()[victim]["restarts"]
     deadline = time.monotonic() + 900
     while True:  # until the victim is running partitions of this run
         running = [
@@ -266,7 +268,8 @@ def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, st
     final = client.wait_for_run("trading_orchestrator", run_id, timeout=1800)
     print(f"pipeline finished {time.monotonic() - killed_at:.0f} s after the kill")
     assert final["state"] == "success"
-    assert stack.worker_processes(victim) == []
+    assert all(proc_info(p.pid) is None or proc_info(p.pid).start != p.start for p in tree)
+    assert stack.component_states()[victim]["restarts"] == restarts + 1, stack.events()
     instances = _partitions(client, f"{run_id}__")
     expected = KILL_RUN_CONTRACTS * PARTITIONS_PER_CONTRACT
     labels = [ti["rendered_map_index"] for ti in instances]
@@ -274,8 +277,9 @@ def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, st
     assert {ti["state"] for ti in instances} == {"success"}
     retried = [ti for ti in instances if ti["try_number"] > 1]
     assert retried, "no partition was retried: the kill hit nothing"
-    assert {ti["hostname"] for ti in retried} == {survivor}
-    print(f"{len(retried)} partition(s) retried on {survivor} after {victim} was killed")
+    assert {ti["hostname"] for ti in retried} <= set(WORKERS)
+    where = sorted(ti["hostname"] for ti in retried)
+    print(f"{len(retried)} partition(s) retried after {victim} was killed (on {where}); it was restarted")
 
     # Nothing lost or doubled in storage: the same files, the same bytes, the run's report whole.
     after = _outputs(storage)

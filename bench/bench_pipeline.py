@@ -1,6 +1,6 @@
 """The whole default pipeline vs a no-op pipeline of the same shape, in the same local Airflow.
 
-Both DAG sets are loaded into one Airflow (the stack `make demo` runs: SQLite, LocalExecutor,
+Both DAG sets are loaded into one Airflow (the stack `make demo` runs: PostgreSQL, LocalExecutor,
 parallelism 16). Runs alternate, real / no-op, after one warm-up each. Wall time = the
 orchestrator run's queued_at → the end of the aggregation run it starts (server timestamps).
 Goal: real / no-op <= 1.25.
@@ -86,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
         root = Path(tmp)
+        root.chmod(0o711)  # PostgreSQL runs as a user of its own and keeps its data under the home
         data_root = root / "data"
         pipeline.generate_inputs(Storage(str(data_root)), num_contracts=args.contracts)
         extra_env = {"LOCAL_AIRFLOW_PRELOAD": "0"} if args.no_preload else {}
         airflow = LocalAirflow(root / "home", free_port(), str(data_root), extra_env, _dags_folder(root))
         started = time.monotonic()
-        airflow.start(timeout=180)
+        airflow.start(timeout=900)
         print(f"local Airflow healthy after {time.monotonic() - started:.1f} s")
         try:
             client = airflow.client()

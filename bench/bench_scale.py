@@ -1,15 +1,18 @@
 """Scale benchmark: many partitions through a real Airflow stack, against the no-op floor.
 
     python bench/bench_scale.py [--stack local] [--contracts 100] [--bars 24] [--rounds 1]
+    python bench/bench_scale.py --stack local,sqlite --contracts 10   # PostgreSQL vs SQLite, one run
     python bench/bench_scale.py --stack celery --contracts 10 --bars year --partitions-per-task 28
 
 Default: 100 contracts x 24 bars = 2,400 mapped partitions (1 orchestrator run, 100 analyze_symbol
-runs, 1 aggregation) in the stack `make demo` runs (SQLite, LocalExecutor, parallelism 16), and
+runs, 1 aggregation) in the stack `make demo` runs (PostgreSQL, LocalExecutor, parallelism 16), and
 the no-op pipeline of the same shape (bench/noop_dags/) in the same Airflow. `--bars year` is 1,764
 bars per contract: analyze_symbol groups them into chunks of consecutive bars, 882 chunks of 2
 (past [core] max_map_length) or `--partitions-per-task` bars each, the no-op floor the same way.
 After a small warm-up of each (2 contracts), the pipelines run one after the other, interleaved,
 the order swapped every round, so load from other work on the machine falls on both alike.
+`--stack a,b` measures each stack in turn (one stack at a time, each in a fresh home) and prints
+them side by side.
 
 Each run reports:
 - wall: the orchestrator run's queued_at -> the end of the aggregation run it starts (server
@@ -47,7 +50,8 @@ sys.path.insert(0, str(PROJECT / "bench"))
 
 from bench_pipeline import _dags_folder, _parse_time, follow_run  # noqa: E402
 from demo import PARTITION_TASK  # noqa: E402
-from local_airflow import LocalAirflow, free_port, proc_info  # noqa: E402
+from local_airflow import LocalAirflow, free_port  # noqa: E402
+from processes import proc_info  # noqa: E402
 
 YEAR_BARS = 1764  # 252 sessions x 7 hourly bars
 NOOP_PARTITION_TASK = "analyze_partition"  # bench/noop_dags/noop_pipeline.py's mapped task
@@ -73,14 +77,18 @@ class LocalStack:
     """`make demo`'s stack (scripts/local_airflow.py) in a home of its own, on free ports."""
 
     name = "local"
-    description = "SQLite, LocalExecutor, parallelism 16 (make demo's stack)"
+    db = "postgres"
+    description = "PostgreSQL 18 (wheel), LocalExecutor, parallelism 16 (make demo's stack)"
 
     def __init__(self, root: Path, env: dict[str, str]):
+        root.chmod(0o711)  # PostgreSQL runs as a user of its own and keeps its data under the home
         self.data_root = root / "data"
-        self.airflow = LocalAirflow(root / "home", free_port(), str(self.data_root), env, _dags_folder(root))
+        self.airflow = LocalAirflow(
+            root / "home", free_port(), str(self.data_root), env, _dags_folder(root), db=self.db
+        )
 
     def start(self) -> None:
-        self.airflow.start(timeout=300)
+        self.airflow.start(timeout=900)
 
     def stop(self) -> None:
         self.airflow.stop()
@@ -109,11 +117,11 @@ class CeleryStack(LocalStack):
             from celery_stack import CeleryAirflow
         except ImportError:
             raise SystemExit("--stack celery: scripts/celery_stack.py is not on this branch") from None
-        root.chmod(0o755)  # PostgreSQL runs as the postgres user and keeps its data under the home
+        root.chmod(0o711)  # PostgreSQL runs as a user of its own and keeps its data under the home
         self.airflow = CeleryAirflow(root / "home", free_port(), env, _dags_folder(root))
 
     def start(self) -> None:
-        self.airflow.start(timeout=600)
+        self.airflow.start(timeout=900)
 
     def storage(self):
         return self.airflow.storage()
@@ -127,7 +135,15 @@ class CeleryStack(LocalStack):
         return sorted({info.pid for info in found})
 
 
-STACKS = {"local": LocalStack, "celery": CeleryStack}
+class SqliteStack(LocalStack):
+    """`make demo DB=sqlite`'s stack: the same, on SQLite."""
+
+    name = "sqlite"
+    db = "sqlite"
+    description = "SQLite, LocalExecutor, parallelism 16 (make demo DB=sqlite)"
+
+
+STACKS = {"local": LocalStack, "sqlite": SqliteStack, "celery": CeleryStack}
 
 
 # -- process sampling: PSS and CPU of the stack ------------------------------------------------------
@@ -440,7 +456,9 @@ def parse_bars(value: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--stack", default="local", choices=sorted(STACKS))
+    parser.add_argument(
+        "--stack", default="local", help=f"one or more, comma-separated, of {', '.join(sorted(STACKS))}"
+    )
     parser.add_argument("--contracts", type=int, default=100)
     parser.add_argument("--bars", type=parse_bars, default=24, help="bars per contract, or 'year' (1,764)")
     parser.add_argument(
@@ -456,17 +474,49 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(names) - set(PIPELINES)
     if unknown:
         parser.error(f"unknown pipeline(s) {sorted(unknown)}")
-
-    from trading_lib import pipeline
+    stacks = [n.strip() for n in args.stack.split(",") if n.strip()]
+    if not stacks or set(stacks) - set(STACKS):
+        parser.error(f"unknown stack(s) {sorted(set(stacks) - set(STACKS))}; known: {sorted(STACKS)}")
 
     started_at = datetime.now(UTC)
+    summaries, results = {}, []
+    for stack_name in stacks:
+        stack_results = run_stack(stack_name, names, args)
+        results += [{**r, "stack": stack_name} for r in stack_results]
+        summaries[stack_name] = summarise(stack_results)
+    summary = summaries[stacks[0]] if len(stacks) == 1 else summaries
+    report = {
+        "started": started_at.isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "stack": args.stack,
+        "contracts": args.contracts,
+        "bars": args.bars,
+        "partitions_per_task": args.partitions_per_task,
+        "cpus": os.cpu_count(),
+        "summary": summary,
+        "results": results,
+    }
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=1))
+    for stack_name in stacks:
+        print(
+            f"\n{args.contracts} contracts x {args.bars} bars ({args.partitions_per_task} per task), "
+            f"{stack_name} stack: {json.dumps(summaries[stack_name])}"
+        )
+    return 0
+
+
+def run_stack(stack_name: str, names: list[str], args) -> list[dict]:
+    """The warm-up and the measured rounds of ``names`` on one stack, in a fresh home."""
+    from trading_lib import pipeline
+
     results: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        stack = STACKS[args.stack](Path(tmp), {"TRADING_PARTITIONS_PER_TASK": str(args.partitions_per_task)})
+        stack = STACKS[stack_name](Path(tmp), {"TRADING_PARTITIONS_PER_TASK": str(args.partitions_per_task)})
         try:
             t = time.monotonic()
             stack.start()
-            print(f"{args.stack} stack ({stack.description}) healthy after {time.monotonic() - t:.1f} s")
+            print(f"{stack_name} stack ({stack.description}) healthy after {time.monotonic() - t:.1f} s")
             t = time.monotonic()
             pipeline.generate_inputs(stack.storage(), num_contracts=args.contracts, window_bars=args.bars)
             print(f"{args.contracts} contracts x {args.bars} bars stored in {time.monotonic() - t:.1f} s")
@@ -485,28 +535,11 @@ def main(argv: list[str] | None = None) -> int:
                         measure(stack, client, name, conf, args.log_sample, f"round {round_number}")
                     )
                     if args.json:  # what is measured so far, should a later run fail
-                        args.json.write_text(json.dumps({"results": results}, indent=1))
+                        partial = args.json.with_suffix(f".{stack_name}.partial.json")
+                        partial.write_text(json.dumps({"results": results}, indent=1))
         finally:
             stack.stop()
-    summary = summarise(results)
-    report = {
-        "started": started_at.isoformat(timespec="seconds"),
-        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
-        "stack": args.stack,
-        "contracts": args.contracts,
-        "bars": args.bars,
-        "partitions_per_task": args.partitions_per_task,
-        "cpus": os.cpu_count(),
-        "summary": summary,
-        "results": results,
-    }
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
-    print(
-        f"\n{args.contracts} contracts x {args.bars} bars ({args.partitions_per_task} per task), "
-        f"{args.stack} stack: {json.dumps(summary)}"
-    )
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -1,15 +1,20 @@
 """`make demo`: sample data, a real local Airflow, one pipeline run through the REST API, the summary.
 
-    python scripts/demo.py [--stack local|celery] [--data sample|real] [--contracts 10] [--port 8080]
-                           [--schedule on|CRON]
+    python scripts/demo.py [--stack local|celery] [--db postgres|sqlite] [--data sample|real]
+                           [--contracts 10] [--port 8080] [--schedule on|CRON]
 
---stack local (default): SQLite, LocalExecutor, a local data root (scripts/local_airflow.py).
+--stack local (default): PostgreSQL (from a wheel; --db sqlite for SQLite), LocalExecutor, a local
+data root (scripts/local_airflow.py).
 --stack celery: PostgreSQL, Redis, SeaweedFS (s3:// data root), two Celery workers: the services of
 docker-compose.yaml's Celery profile as local processes (scripts/celery_stack.py).
 
 Leaves Airflow running so the UI can be explored; `make stop` stops it, a second `make demo`
-reuses it. The run is followed without a deadline (any number of contracts, any machine): a
-progress bar with the partition completion rate and an ETA, one line every 10 s in a log.
+reuses it. Nothing has a fixed deadline (any number of contracts, any machine): the start waits
+for the stack to be healthy saying what it waits for, REST calls that time out are tried again,
+and the run is followed with a progress bar (the partition completion rate, an ETA; one line
+every 10 s in a log). A queued run says what it waits for. It fails only on a real failure: a
+failed run, or a component that kept crashing (then with the last lines of its log). A component
+that exits is restarted by the stack's supervisor; the demo prints a line about it.
 """
 
 from __future__ import annotations
@@ -20,9 +25,16 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from local_airflow import DEFAULT_HOME, PROJECT, SCHEDULE_VARIABLE, USERNAME, LocalAirflow  # noqa: E402
+from local_airflow import (
+    DATABASES,
+    DEFAULT_HOME,
+    PROJECT,
+    SCHEDULE_VARIABLE,
+    USERNAME,
+    LocalAirflow,
+    PortInUseError,
+    StackFailed,
+)
 
 # The task id of a partition; analyze_symbol's mapped task.
 PARTITION_TASK = "analyze_partition"
@@ -33,10 +45,11 @@ POLL_SECONDS = 2.0
 LOG_EVERY = 10.0  # seconds between progress lines when stdout is not a terminal
 # No deadline: a run takes as long as the machine needs
 # (2,400 partitions: 9 min on 2 quiet cores, 41 min on busy ones).
-# The wait ends when the run ends, or fails when a component of the stack exited. After this long
+# The wait ends when the run ends, or fails when the stack stopped by itself. After this long
 # without any change (a partition finished, a run expanded, a state changed), one notice says so,
 # and says it again every STALL_NOTICE seconds; the wait goes on.
 STALL_NOTICE = 600.0
+QUEUED_CHECK = 10.0  # seconds between looks at what a queued run waits for
 
 
 def _bar(done: int, total: int, about: str = "") -> str:
@@ -112,14 +125,30 @@ class Progress:
         return f"  partitions {bar}  {format_duration(elapsed)}  {rate}  {left}  ({state})"
 
 
-class StackExited(RuntimeError):
-    """A component of the local Airflow exited while the demo waited for its run."""
+class StackExited(StackFailed):
+    """The local Airflow stopped by itself while the demo waited for its run."""
 
 
-def _check_alive(airflow) -> None:
-    running = getattr(airflow, "running", None)
-    if running is not None and not running():
-        raise StackExited(f"a component of the local Airflow exited; see {airflow.home / 'logs'}")
+def _check_stack(airflow) -> None:
+    try:
+        airflow.check()
+    except StackFailed as exc:
+        raise StackExited(str(exc)) from None
+
+
+def queued_reason(client, dag_id: str, run_id: str) -> str | None:
+    """What a queued run waits for: another run holding the DAG's active-run slot, and its task."""
+    holders = [r for r in client.dag_runs(dag_id, state="running") if r["dag_run_id"] != run_id]
+    if not holders:
+        return None
+    holder = holders[0]["dag_run_id"]
+    running = client.task_instances(dag_id, holder, state="running") + client.task_instances(
+        dag_id, holder, state="up_for_retry"
+    )
+    tasks = ", ".join(f"{ti['task_id']} ({ti['state']}, try {ti['try_number']})" for ti in running)
+    return f"waits for {dag_id} run {holder}, which holds the active-run slot" + (
+        f" with {tasks}" if tasks else ""
+    )
 
 
 def run_pipeline(
@@ -135,13 +164,19 @@ def run_pipeline(
     """Trigger trading_orchestrator, follow its partitions, wait for the aggregation it starts.
 
     No deadline unless ``timeout`` (seconds) is given: the tests bound their runs, the demo does
-    not. Fails (StackExited) when a component of the stack exits; prints a notice after
-    STALL_NOTICE seconds without any change. Returns {"orchestrator": run, "aggregation": run or
-    None, "partitions": (done, total)}.
+    not. Prints the supervisor's restarts of components and REST retries as they happen; fails
+    (StackExited) when the stack stopped by itself; prints a notice after STALL_NOTICE seconds
+    without any change, and what a queued run waits for. Returns {"orchestrator": run,
+    "aggregation": run or None, "partitions": (done, total)}.
     """
     out = out or sys.stdout
     tty = out.isatty()
-    client = airflow.client()
+
+    def notice(message: str) -> None:
+        print(f"{chr(10) if tty else ''}  {message}", flush=True, file=out)
+
+    client = airflow.client(on_retry=notice)
+    seen_events = {event["n"] for event in airflow.events()}
     for dag_id in ("trading_orchestrator", "analyze_symbol", "aggregate_portfolio"):
         client.wait_for_dag(dag_id)
     aggregations_before = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
@@ -164,8 +199,12 @@ def run_pipeline(
             next_line = elapsed + LOG_EVERY
 
     def waited(what: str) -> None:
-        """Stall notice, component check, optional deadline; then sleep one poll."""
+        """Supervisor events, stall notice, stack check, optional deadline; then sleep one poll."""
         nonlocal last_change
+        for event in airflow.events():
+            if event["n"] not in seen_events:
+                seen_events.add(event["n"])
+                notice(f"stack: {event['message']}")
         now = clock()
         if now - last_change >= STALL_NOTICE:
             print(
@@ -175,13 +214,26 @@ def run_pipeline(
                 file=out,
             )
             last_change = now
-        _check_alive(airflow)
+        _check_stack(airflow)
         if timeout is not None and now - started > timeout:
             raise TimeoutError(f"{what} not finished after {timeout:.0f} s")
         sleep(POLL_SECONDS)
 
+    reason, next_reason, hinted = None, 0.0, False
     while True:
         state = client.dag_run("trading_orchestrator", run_id)["state"]
+        if state == "queued" and clock() >= next_reason:
+            reason = queued_reason(client, "trading_orchestrator", run_id)
+            next_reason = clock() + QUEUED_CHECK
+            if reason and not hinted and show_progress:
+                hinted = True
+                notice(
+                    f"run {run_id} is queued: it {reason}. Let that run finish, or end it: mark it "
+                    f"failed in the UI ({airflow.base_url}/dags/trading_orchestrator/runs) or "
+                    'PATCH /api/v2/dags/trading_orchestrator/dagRuns/<run id> {"state": "failed"}'
+                )
+        elif state != "queued":
+            reason = None
         total = client.count_task_instances("analyze_symbol", PARTITION_TASK, prefix)
         done = client.count_task_instances("analyze_symbol", PARTITION_TASK, prefix, state="success")
         if not runs_expanded or runs_expanded < max(runs_created, progress.expected_runs or 0):
@@ -196,7 +248,8 @@ def run_pipeline(
             last_seen, last_change = seen, now
         finished = state in ("success", "failed")
         if show_progress:
-            emit(progress.line(now - started, state), final=finished)
+            label = f"queued: {reason}" if state == "queued" and reason else state
+            emit(progress.line(now - started, label), final=finished)
         if finished:
             break
         waited(f"trading_orchestrator run {run_id}")
@@ -253,15 +306,33 @@ def _print_summary(storage, run_id: str) -> None:
         print(f"  {c['contract']:<10} {c['trades']:>6} {win:>9} {c['total_pnl']:>13,.2f} {beta:>10}")
 
 
+def failed_task_lines(client, home: Path, dag_id: str, run_id: str) -> list[str]:
+    """Each failed task of a run, with its try and where its log is."""
+    lines = []
+    for ti in client.task_instances(dag_id, run_id, state="failed"):
+        index = f"[{ti['map_index']}]" if ti["map_index"] >= 0 else ""
+        folder = home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={ti['task_id']}"
+        if ti["map_index"] >= 0:
+            folder = folder / f"map_index={ti['map_index']}"
+        log = folder / f"attempt={ti['try_number']}.log"
+        lines.append(f"  {ti['task_id']}{index} failed (try {ti['try_number']}): {log}")
+    return lines
+
+
+def print_failed_tasks(airflow: LocalAirflow, dag_id: str, run_id: str) -> None:
+    for line in failed_task_lines(airflow.client(), airflow.home, dag_id, run_id):
+        print(line)
+
+
 def _start(airflow: LocalAirflow, step: str, what: str) -> None:
     changed = airflow.changed_settings()
     if airflow.running() and airflow.healthy() and not changed:
         print(f"{step} Reusing the local Airflow at {airflow.base_url}")
         return
-    if changed and airflow.running():
+    if changed and airflow.supervisor_alive():
         print(f"    {', '.join(changed)} changed: restarting the local Airflow")
-    print(f"{step} Starting a local Airflow in {airflow.home} ({what})")
-    airflow.start()
+    print(f"{step} Starting a local Airflow in {airflow.home} ({what})", flush=True)
+    airflow.start(progress=lambda line: print(line, flush=True))
 
 
 def _migrate_store(storage) -> None:
@@ -282,8 +353,14 @@ def main(argv: list[str] | None = None) -> int:
         "--stack",
         choices=["local", "celery"],
         default="local",
-        help="local: SQLite + LocalExecutor + a local folder; celery: docker-compose's Celery profile "
-        "as local processes (PostgreSQL, Redis, SeaweedFS S3, two Celery workers)",
+        help="local: PostgreSQL (or SQLite) + LocalExecutor + a local folder; celery: docker-compose's "
+        "Celery profile as local processes (PostgreSQL, Redis, SeaweedFS S3, two Celery workers)",
+    )
+    parser.add_argument(
+        "--db",
+        choices=DATABASES,
+        default="postgres",
+        help="the local stack's metadata database: postgres (default, from a wheel) or sqlite",
     )
     parser.add_argument("--home", type=Path, help="the stack's AIRFLOW_HOME (default: per stack)")
     parser.add_argument(
@@ -326,8 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"1/4 Writing {args.data} bars into the bar store {data_root / 'bars'}")
         _migrate_store(storage)
         generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
-        airflow = LocalAirflow(args.home or DEFAULT_HOME, args.port, str(data_root))
-        _start(airflow, "2/4", "SQLite, LocalExecutor; ~30-60 s")
+        airflow = LocalAirflow(args.home or DEFAULT_HOME, args.port, str(data_root), db=args.db)
+        database = "PostgreSQL 18" if args.db == "postgres" else "SQLite"
+        _start(airflow, "2/4", f"{database}, LocalExecutor; ~30-60 s on a quiet machine")
     contracts = min(args.contracts, len(generated["contracts"]))
 
     print(f"3/4 Triggering trading_orchestrator with num_contracts={contracts}")
@@ -339,10 +417,12 @@ def main(argv: list[str] | None = None) -> int:
             f"trading_orchestrator run {orchestrator['dag_run_id']} {orchestrator['state']}: "
             f"see {ui}/dags/trading_orchestrator"
         )
+        print_failed_tasks(airflow, "trading_orchestrator", orchestrator["dag_run_id"])
         return 1
     aggregation = outcome["aggregation"]
     print(f"4/4 aggregate_portfolio run {aggregation['dag_run_id']}: {aggregation['state']}")
     if aggregation["state"] != "success":
+        print_failed_tasks(airflow, "aggregate_portfolio", aggregation["dag_run_id"])
         return 1
     _print_summary(storage, orchestrator["dag_run_id"])
     print(f"\nAirflow UI: {ui}  (user {USERNAME}, password {airflow.password})")
@@ -351,5 +431,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def cli(argv: list[str] | None = None) -> int:
+    """main() with the stack's own failures as a few lines, not a traceback."""
+    try:
+        return main(argv)
+    except PortInUseError as exc:
+        print(f"make demo: {exc}", file=sys.stderr)
+    except StackFailed as exc:
+        print(f"\nmake demo: the local Airflow stopped: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("\nstopped waiting; Airflow keeps running (`make stop` stops it)", file=sys.stderr)
+        return 130
+    return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -1,5 +1,5 @@
-"""Install the system packages of the Celery stack (`make demo STACK=celery`, its end-to-end test):
-Debian's `postgresql` (the metadata database) and `redis-server` (the broker). Like
+"""Install the system package of the Celery stack (`make demo STACK=celery`, its end-to-end test):
+Debian's `redis-server` (the broker; PostgreSQL comes from a wheel in requirements.txt). Like
 scripts/install_test_tools.py: only what is missing, only as root with apt-get; elsewhere it says
 what to install and exits 0 (the stack then refuses to start with that message, the test skips).
 
@@ -10,21 +10,13 @@ the packages come with.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from apt_packages import apt_install  # noqa: E402
-from celery_stack import postgres_bin, redis_server  # noqa: E402
+from apt_packages import apt_install
+from celery_stack import redis_server
 
 
 def missing_packages() -> list[str]:
-    missing = []
-    if postgres_bin() is None:
-        missing.append("postgresql")
-    if redis_server() is None:
-        missing.append("redis-server")
-    return missing
+    return [] if redis_server() else ["redis-server"]
 
 
 def main() -> int:

@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from apt_packages import apt_install  # noqa: E402
+from apt_packages import apt_install
 
 CHROMIUM = "/usr/bin/chromium"
 

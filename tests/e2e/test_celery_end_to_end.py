@@ -21,18 +21,18 @@ import time
 from pathlib import Path
 
 import pytest
+from airflow_rest import AirflowError
+from celery_stack import WORKERS, CeleryAirflow
+from demo import PARTITION_TASK, run_pipeline
+from install_stack_tools import missing_packages
+from local_airflow import LocalAirflow, free_port
+from processes import listening_inodes, proc_info
+from test_end_to_end import _symbol_runs, _task_log, _wait_for_new_aggregations
+
+from trading_lib import layout, pipeline
+from trading_lib.storage import Storage
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-
-from celery_stack import WORKERS, CeleryAirflow  # noqa: E402
-from demo import PARTITION_TASK, run_pipeline  # noqa: E402
-from install_stack_tools import missing_packages  # noqa: E402
-from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
-from test_end_to_end import _symbol_runs, _task_log, _wait_for_new_aggregations  # noqa: E402
-
-from trading_lib import layout, pipeline  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 CONTRACTS = 10
@@ -66,8 +66,6 @@ def stack(tmp_path_factory):
 
 
 def _listening(port: int) -> bool:
-    from local_airflow import listening_inodes
-
     return bool(listening_inodes(port))
 
 
@@ -164,7 +162,9 @@ def test_results_are_byte_identical_to_the_sqlite_local_disk_path(
     pipeline.generate_inputs(Storage(str(local_root)), num_contracts=CONTRACTS)
     symbol_runs = _symbol_runs(client, first_run["orchestrator"]["dag_run_id"])
     runs = [["analyze_symbol", run["conf"]] for run in symbol_runs] + [["aggregate_portfolio", {}]]
-    reference = LocalAirflow(tmp_path_factory.mktemp("sqlite-reference"), free_port(), str(local_root))
+    reference = LocalAirflow(
+        tmp_path_factory.mktemp("sqlite-reference"), free_port(), str(local_root), db="sqlite"
+    )
     isolated = reference.prepare_isolated()
     result = subprocess.run(
         [sys.executable, str(RUN_DAG), json.dumps(runs)],
@@ -241,11 +241,13 @@ def test_invalid_conf_fails_the_first_task_and_writes_nothing(client, storage, f
 def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, storage, first_outputs):
     """Runs last. SIGKILL one worker's process tree (its Celery main process, pool and task
     processes) while it runs partitions: its tasks miss their heartbeats, the scheduler fails them
-    after the 20 s timeout, and their retries run on the other worker."""
+    after the heartbeat timeout, and their retries run on the other worker or on the killed one,
+    which the stack's supervisor starts again."""
     known = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
     run = client.trigger("trading_orchestrator", {"num_contracts": KILL_RUN_CONTRACTS})
     run_id = run["dag_run_id"]
-    victim, survivor = WORKERS[1], WORKERS[0]
+    victim = WORKERS[1]
+    restarts = stack.component_states()[victim]["restarts"]
     deadline = time.monotonic() + 900
     while True:  # until the victim is running partitions of this run
         running = [
@@ -266,7 +268,8 @@ def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, st
     final = client.wait_for_run("trading_orchestrator", run_id, timeout=1800)
     print(f"pipeline finished {time.monotonic() - killed_at:.0f} s after the kill")
     assert final["state"] == "success"
-    assert stack.worker_processes(victim) == []
+    assert all(proc_info(p.pid) is None or proc_info(p.pid).start != p.start for p in tree)
+    assert stack.component_states()[victim]["restarts"] == restarts + 1, stack.events()
     instances = _partitions(client, f"{run_id}__")
     expected = KILL_RUN_CONTRACTS * PARTITIONS_PER_CONTRACT
     labels = [ti["rendered_map_index"] for ti in instances]
@@ -274,8 +277,9 @@ def test_killing_a_worker_mid_run_loses_and_duplicates_nothing(stack, client, st
     assert {ti["state"] for ti in instances} == {"success"}
     retried = [ti for ti in instances if ti["try_number"] > 1]
     assert retried, "no partition was retried: the kill hit nothing"
-    assert {ti["hostname"] for ti in retried} == {survivor}
-    print(f"{len(retried)} partition(s) retried on {survivor} after {victim} was killed")
+    assert {ti["hostname"] for ti in retried} <= set(WORKERS)
+    where = sorted(ti["hostname"] for ti in retried)
+    print(f"{len(retried)} partition(s) retried after {victim} was killed (on {where}); it was restarted")
 
     # Nothing lost or doubled in storage: the same files, the same bytes, the run's report whole.
     after = _outputs(storage)

@@ -1,5 +1,5 @@
-"""End to end, through the REST API of a real local Airflow (api-server, scheduler, dag-processor,
-triggerer; SQLite; LocalExecutor): the same stack `make demo` starts, in a fresh home.
+"""End to end, through the REST API of a real local Airflow (PostgreSQL, api-server, scheduler,
+dag-processor, triggerer; LocalExecutor): the same stack `make demo` starts, in a fresh home.
 
 The tests run in order and share one Airflow: the whole pipeline, reprocessing one partition by
 clearing it, reprocessing it by triggering analyze_symbol, invalid conf, and a FAIL validation.
@@ -7,24 +7,20 @@ clearing it, reprocessing it by triggering analyze_symbol, invalid conf, and a F
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from airflow_rest import AirflowError
+from demo import run_pipeline
+from local_airflow import LocalAirflow, free_port
 
-PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-
-from demo import run_pipeline  # noqa: E402
-from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
-
-from trading_lib import layout, pipeline  # noqa: E402
-from trading_lib.analytics import compute_signals  # noqa: E402
-from trading_lib.portfolio import build_portfolio_report  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
-from trading_lib.store import BarStore  # noqa: E402
+from trading_lib import layout, pipeline
+from trading_lib.analytics import compute_signals
+from trading_lib.portfolio import build_portfolio_report
+from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 CONTRACTS = 10
@@ -40,9 +36,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, data_root):
-    instance = LocalAirflow(tmp_path_factory.mktemp("e2e-airflow"), free_port(), str(data_root))
-    instance.start(timeout=180)
+def airflow(stack_home, data_root):
+    instance = LocalAirflow(stack_home("e2e-airflow"), free_port(), str(data_root))
+    instance.start(timeout=600)
     try:
         yield instance
     finally:

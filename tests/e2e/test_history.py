@@ -19,17 +19,14 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from local_airflow import LocalAirflow, free_port
+from yahoo_replay import YahooReplay, weeks_into_window
+
+from trading_lib import layout, pipeline
+from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-sys.path.insert(0, str(PROJECT / "tests" / "trading_lib"))
-
-from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
-from yahoo_replay import YahooReplay, weeks_into_window  # noqa: E402
-
-from trading_lib import layout, pipeline  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
-from trading_lib.store import BarStore  # noqa: E402
 
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 SYMBOLS = ["AAPL", "GOOG", "TSLA"]
@@ -73,9 +70,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, data_root, replay, days):
+def airflow(stack_home, data_root, replay, days):
     instance = LocalAirflow(
-        tmp_path_factory.mktemp("history-airflow"),
+        stack_home("history-airflow"),
         free_port(),
         str(data_root),
         extra_env={
@@ -87,7 +84,7 @@ def airflow(tmp_path_factory, data_root, replay, days):
             "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{replay.port}",
         },
     )
-    instance.start(timeout=180)
+    instance.start(timeout=600)
     try:
         yield instance
     finally:
@@ -269,28 +266,13 @@ def test_clearing_a_partition_of_the_first_interval_reprocesses_it(client, data_
 
 
 def _backfill(airflow, body: dict) -> dict:
-    """Create a backfill the way docs/history.md says for SQLite: try again on 503 "Database is
-    locked", then make sure the scheduler survived. Airflow 3.3 removes the runs of a creation
-    that hit the lock, and a scheduler that had loaded one of them exits (ObjectDeletedError):
-    `local_airflow.py start` (and `make demo`) start it again."""
-    client = airflow.client()
-    for _ in range(20):
-        try:
-            backfill = client.post("/api/v2/backfills", body)
-            break
-        except AirflowError as exc:
-            # 503: the lock; 409 "already a running backfill": a failed creation's leftover
-            # that Airflow is still clearing. Both go away when asked again a little later.
-            # 500 "Database error": the same SQLite lock surfacing as a failed insert (seen once)
-            locked = exc.status == 500 and "Database error" in exc.body
-            if exc.status not in (409, 503) and not locked:
-                raise
-            time.sleep(3)
-    else:
-        raise AssertionError("backfill creation kept answering 503/409")
+    """Create a backfill with one POST, as docs/history.md says: on PostgreSQL (the stack's
+    default) it needs no retry (SQLite answered 503/409/500 and could crash the scheduler), and no
+    component of the stack exits meanwhile."""
+    backfill = airflow.client().post("/api/v2/backfills", body)
     time.sleep(5)
-    if not airflow.running():
-        airflow.start(timeout=180)
+    restarts = {name: c["restarts"] for name, c in airflow.component_states().items() if c["restarts"]}
+    assert restarts == {} and airflow.running(), (restarts, airflow.events())
     return backfill
 
 

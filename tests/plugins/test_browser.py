@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+from demo import run_pipeline
+from local_airflow import USERNAME, LocalAirflow, free_port
 
 from trading_lib import layout, pipeline
 from trading_lib.storage import Storage
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-
-from demo import run_pipeline  # noqa: E402
-from local_airflow import USERNAME, LocalAirflow, free_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOTS = PROJECT / "test-output" / "screenshots"
@@ -48,11 +45,11 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def served(tmp_path_factory, stack_home):
     data_root = tmp_path_factory.mktemp("browser-data")
     pipeline.generate_inputs(Storage(str(data_root)), num_contracts=CONTRACTS)
-    airflow = LocalAirflow(tmp_path_factory.mktemp("browser-airflow"), free_port(), str(data_root))
-    airflow.start(timeout=240)
+    airflow = LocalAirflow(stack_home("browser-airflow"), free_port(), str(data_root))
+    airflow.start(timeout=600)
     try:
         outcome = run_pipeline(airflow, {"num_contracts": CONTRACTS}, show_progress=False, timeout=900)
         assert outcome["orchestrator"]["state"] == "success", outcome

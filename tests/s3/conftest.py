@@ -25,10 +25,9 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-
 # The Celery stack launches the same `weed mini`: one command line, one port chooser.
-from celery_stack import SEAWEED_PORT_FLAGS, free_ports, weed_mini_command  # noqa: E402
+from celery_stack import SEAWEED_PORT_FLAGS, weed_mini_command
+from processes import free_ports
 
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0

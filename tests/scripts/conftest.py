@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-
-PROJECT = Path(__file__).resolve().parents[2]
-if str(PROJECT / "scripts") not in sys.path:
-    sys.path.insert(0, str(PROJECT / "scripts"))
 
 # One task that sleeps on its first try (long enough to kill its worker) and succeeds at once on
 # its retry.

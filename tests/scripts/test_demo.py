@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from demo import LOG_EVERY, STALL_NOTICE, Progress, StackExited, format_duration, run_pipeline
+from local_airflow import StackFailed
 
 
 @pytest.mark.parametrize(
@@ -91,7 +92,7 @@ class FakeClient:
             return self._done()
         return self.partitions
 
-    def dag_runs(self, dag_id):
+    def dag_runs(self, dag_id, state=None):
         if self.clock.now < self.finished_at:
             return []
         return [{"dag_run_id": "asset_triggered__1", "state": "success"}]
@@ -101,14 +102,18 @@ class FakeAirflow:
     base_url = "http://127.0.0.1:1"
     home = Path("/nonexistent/airflow-home")
 
-    def __init__(self, client, alive=lambda: True):
-        self._client, self._alive = client, alive
+    def __init__(self, client, alive=lambda: True, events=lambda: []):
+        self._client, self._alive, self._events = client, alive, events
 
-    def client(self):
+    def client(self, on_retry=None):
         return self._client
 
-    def running(self):
-        return self._alive()
+    def check(self):
+        if not self._alive():
+            raise StackFailed("scheduler exited 5 times in 10 minutes; its log: /x/scheduler.log")
+
+    def events(self):
+        return self._events()
 
 
 def test_a_run_longer_than_any_former_deadline_is_followed_to_its_end():
@@ -142,10 +147,10 @@ def test_a_long_stall_is_reported_not_failed():
     assert out.getvalue().count("nothing changed for 10 min") >= 2
 
 
-def test_a_component_that_exits_fails_the_wait():
+def test_a_stack_that_stopped_by_itself_fails_the_wait():
     clock = FakeClock()
     client = FakeClient(clock, partitions=24, per_partition=1.0)
-    with pytest.raises(StackExited):
+    with pytest.raises(StackExited, match="scheduler exited 5 times"):
         run_pipeline(
             FakeAirflow(client, alive=lambda: clock.now < 30),
             {"num_contracts": 1},
@@ -184,3 +189,73 @@ def test_a_terminal_gets_one_line_rewritten_at_each_poll():
     assert first.count("\r  partitions") == first.count("\r") > 5  # one rewritten line...
     assert "24/24" in first.rsplit("\r", 1)[1] and "ETA 0 s" in first.rsplit("\r", 1)[1]  # ...ending done
     assert rest.startswith("  waiting for the aggregate_portfolio")
+
+
+def test_a_restart_by_the_supervisor_is_printed_once_and_the_wait_goes_on():
+    clock = FakeClock()
+    client = FakeClient(clock, partitions=24, per_partition=1.0)
+    restart = {"n": 7, "at": 0.0, "message": "scheduler exited (code -9); restarting in 1 s"}
+    out = io.StringIO()
+    outcome = run_pipeline(
+        FakeAirflow(client, events=lambda: [restart] if clock.now > 20 else []),
+        {"num_contracts": 1},
+        clock=clock,
+        sleep=clock.sleep,
+        out=out,
+    )
+    assert outcome["orchestrator"]["state"] == "success"
+    assert out.getvalue().count("stack: scheduler exited (code -9); restarting in 1 s") == 1
+
+
+class QueuedClient(FakeClient):
+    """The run waits behind an earlier scheduled run (max_active_runs=1) for its first 100 s."""
+
+    def dag_run(self, dag_id, run_id):
+        if self.clock.now < 100:
+            return {"dag_run_id": run_id, "state": "queued"}
+        return super().dag_run(dag_id, run_id)
+
+    def dag_runs(self, dag_id, state=None):
+        if state == "running":
+            return [{"dag_run_id": "scheduled__2026-12-01T15:30:00+00:00", "state": "running"}]
+        return super().dag_runs(dag_id, state)
+
+    def task_instances(self, dag_id, run_id, task_id=None, state=None):
+        if state == "up_for_retry":
+            return [{"task_id": "ingest_market_data", "state": "up_for_retry", "try_number": 3}]
+        return []
+
+
+def test_a_queued_run_says_what_holds_it_and_how_to_clear_it():
+    clock = FakeClock()
+    client = QueuedClient(clock, partitions=24, per_partition=1.0, start_up=110)
+    out = io.StringIO()
+    run_pipeline(FakeAirflow(client), {"num_contracts": 1}, clock=clock, sleep=clock.sleep, out=out)
+    text = out.getvalue()
+    holder = "scheduled__2026-12-01T15:30:00+00:00"
+    assert text.count(f"is queued: it waits for trading_orchestrator run {holder}") == 1  # the hint, once
+    assert "mark it failed in the UI" in text and '{"state": "failed"}' in text
+    queued_lines = [line for line in text.splitlines() if line.startswith("  partitions")][:3]
+    assert all(f"(queued: waits for trading_orchestrator run {holder}" in line for line in queued_lines)
+    assert "ingest_market_data (up_for_retry, try 3)" in queued_lines[0]
+
+
+def test_a_failed_run_names_each_failed_task_and_its_log():
+    from demo import failed_task_lines
+
+    class Client:
+        def task_instances(self, dag_id, run_id, task_id=None, state=None):
+            assert state == "failed"
+            return [
+                {"task_id": "validate_data", "map_index": -1, "try_number": 1},
+                {"task_id": "analyze_partition", "map_index": 5, "try_number": 7},
+            ]
+
+    home = Path("/srv/airflow_home")
+    lines = failed_task_lines(Client(), home, "trading_orchestrator", "manual__1")
+    run_logs = home / "logs" / "dag_id=trading_orchestrator" / "run_id=manual__1"
+    assert lines == [
+        f"  validate_data failed (try 1): {run_logs / 'task_id=validate_data' / 'attempt=1.log'}",
+        f"  analyze_partition[5] failed (try 7): "
+        f"{run_logs / 'task_id=analyze_partition' / 'map_index=5' / 'attempt=7.log'}",
+    ]

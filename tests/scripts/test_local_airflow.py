@@ -3,6 +3,7 @@ isolated home), how it recognises the processes of its home, and its refusal of 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -10,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import local_airflow
 import pytest
 from local_airflow import (
     PASSTHROUGH,
@@ -20,9 +20,9 @@ from local_airflow import (
     LocalAirflow,
     PortInUseError,
     free_port,
-    proc_info,
     shell_exports,
 )
+from processes import boot_id, port_free, proc_info
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -99,8 +99,8 @@ def test_empty_passthrough_variables_are_left_out(caller_env, airflow):
 
 def test_a_running_stack_with_another_schedule_counts_as_changed(caller_env, airflow):
     (airflow.home / "run").mkdir(parents=True)
-    state = {"boot_id": local_airflow._boot_id(), "components": {}, "settings": airflow.pipeline_settings()}
-    airflow._state_file.write_text(local_airflow.json.dumps(state))
+    state = {"boot_id": boot_id(), "components": {}, "settings": airflow.pipeline_settings()}
+    airflow._state_file.write_text(json.dumps(state))
     assert airflow.changed_settings() == []
     caller_env.setenv(SCHEDULE_VARIABLE, "on")
     assert airflow.changed_settings() == [SCHEDULE_VARIABLE]
@@ -111,9 +111,34 @@ def test_stack_environment_keeps_its_tuning_and_drops_the_callers_airflow_settin
     env = airflow.env()
     for name, value in TUNING.items():
         assert env[name] == value
-    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == "20"
-    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{airflow.home / 'airflow.db'}"
+    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == TUNING[
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"
+    ]
+    port = airflow.service_ports()["postgres"]  # chosen once, kept in run/ports.json
+    assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
+        f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{port}/airflow"
+    )
+    assert port not in airflow.ports and LocalAirflow(airflow.home, airflow.port).service_ports() == {
+        "postgres": port
+    }
     assert STACK_MARKER not in env  # only the processes start() launches carry it
+
+
+def test_the_sqlite_stack_keeps_its_database_file_and_starts_no_server(caller_env, tmp_path):
+    airflow = LocalAirflow(tmp_path / "home", 18123, str(tmp_path / "data"), db="sqlite")
+    assert airflow.env()["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == f"sqlite:///{airflow.home / 'airflow.db'}"
+    assert airflow.services == () and airflow.service_components() == []
+    assert airflow.components == ("api-server", "scheduler", "dag-processor", "triggerer")
+    with pytest.raises(ValueError, match="db must be one of"):
+        LocalAirflow(tmp_path / "home", 18123, db="mysql")
+
+
+def test_a_running_stack_on_another_database_counts_as_changed(caller_env, airflow):
+    (airflow.home / "run").mkdir(parents=True)
+    state = {"boot_id": boot_id(), "components": {}, "settings": airflow.pipeline_settings()}
+    airflow._state_file.write_text(json.dumps(state))
+    sqlite = LocalAirflow(airflow.home, airflow.port, airflow.data_root, db="sqlite")
+    assert sqlite.changed_settings() == ["DB"]
 
 
 # -- env --isolated --------------------------------------------------------------------------------
@@ -207,7 +232,9 @@ def test_stop_kills_what_ignores_sigterm(airflow):
 def test_proc_info_reads_session_and_group(airflow):
     process = _spawn({})
     try:
-        info = proc_info(process.pid)
+        deadline = time.monotonic() + 10
+        while (info := proc_info(process.pid)).cmdline != "sleep 120" and time.monotonic() < deadline:
+            time.sleep(0.02)  # between fork and exec the child still shows this Python's command line
         assert info.sid == info.pgid == process.pid and info.ppid == os.getpid()
         assert info.cmdline == "sleep 120"
     finally:
@@ -234,7 +261,8 @@ def test_start_refuses_a_port_held_by_another_program(tmp_path, offset, purpose)
     assert f"port {port + offset} ({purpose})" in message
     assert f"pid {os.getpid()}" in message
     assert "\n" not in message
-    assert not (airflow.home / "airflow.db").exists(), "it must refuse before migrating anything"
+    assert not (airflow.home / "postgres").exists(), "it must refuse before starting anything"
+    assert not (airflow.home / "logs" / "supervisor.log").exists()
 
 
 def test_cli_start_names_the_held_port_in_one_line(tmp_path):
@@ -256,4 +284,4 @@ def test_cli_start_names_the_held_port_in_one_line(tmp_path):
 
 def test_free_port_leaves_the_log_server_ports_free():
     port = free_port()
-    assert all(local_airflow._port_free(p) for p in (port, port + 713, port + 714))
+    assert all(port_free(p) for p in (port, port + 713, port + 714))

@@ -365,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="the stack's AIRFLOW_HOME (default: per stack)")
     parser.add_argument(
         "--schedule",
-        help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default cron), "
+        help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default schedule: one run per exchange bar), "
         f"a cron, or 'none' (default; else ${SCHEDULE_VARIABLE})",
     )
     args = parser.parse_args(argv)
@@ -389,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
         _migrate_store(storage)
         generated = pipeline.generate_inputs(storage, num_contracts=args.contracts, real_folder=real_folder)
     else:
-        # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default cron).
+        # The schedule is the local Airflow's business (LocalAirflow.env() maps 'on' to the default schedule).
         settings = load_settings({k: v for k, v in os.environ.items() if k != SCHEDULE_VARIABLE})
         if settings.is_s3:
             print(

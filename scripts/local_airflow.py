@@ -25,7 +25,7 @@ given, saying what it waits for. Its state: run/stack.json (what `status` shows)
 Tuning (docker/airflow.env, shared with docker-compose.yaml and the Celery stack; docs/local-airflow.md
 says why each value): parallelism 16, scheduler idle sleep 0.2 s, 64 task instances per query, task
 heartbeat timeout 60 s, TRADING_ORCHESTRATOR_SCHEDULE=none unless the caller sets it ("on" = the
-pipeline's default cron): the demo runs what it triggers, no cron runs (that would ingest from
+pipeline's default schedule, one run per exchange bar): the demo runs what it triggers, no cron runs (that would ingest from
 Yahoo) fire.
 
 `stop` stops the supervisor (which stops the components in order: Airflow, then PostgreSQL), then
@@ -129,7 +129,7 @@ TUNING = {
 }
 
 SCHEDULE_VARIABLE = "TRADING_ORCHESTRATOR_SCHEDULE"
-SCHEDULE_ON = ("on", "default")  # leave the variable unset: trading_lib/settings.py's default cron
+SCHEDULE_ON = ("on", "default")  # leave the variable unset: trading_lib/settings.py's default schedule (the exchange timetable)
 SCHEDULE_OFF = ("", "off", "none")
 # Passed to Airflow when the caller sets them (trading_lib/settings.py reads them).
 PASSTHROUGH = (
@@ -167,7 +167,7 @@ def free_port() -> int:
 
 def orchestrator_schedule(environ: dict[str, str] | os._Environ) -> str | None:
     """TRADING_ORCHESTRATOR_SCHEDULE for the stack: 'none' unless the caller set it; None (leave it
-    unset, the pipeline's default cron applies) for 'on'; any other value (a cron) as is."""
+    unset, the pipeline's default schedule applies) for 'on'; any other value (a cron) as is."""
     value = environ.get(SCHEDULE_VARIABLE, "").strip()
     if value.lower() in SCHEDULE_OFF:
         return "none"
@@ -813,7 +813,7 @@ def shell_exports(env: dict[str, str]) -> str:
     lines = []
     stale = sorted(k for k in os.environ if k.startswith("AIRFLOW") and k not in env)
     if SCHEDULE_VARIABLE in os.environ and SCHEDULE_VARIABLE not in env:
-        stale.append(SCHEDULE_VARIABLE)  # "on": the DAGs' default cron, not the word "on"
+        stale.append(SCHEDULE_VARIABLE)  # "on": the DAGs' default schedule, not the word "on"
     if stale:
         lines.append(f"unset {' '.join(stale)}")
     for name, value in sorted(env.items()):

@@ -22,7 +22,8 @@ PROJECT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(PROJECT / "scripts"))
 sys.path.insert(0, str(PROJECT / "tests" / "trading_lib"))
 
-from local_airflow import AirflowError, LocalAirflow, free_port  # noqa: E402
+from airflow_rest import AirflowError  # noqa: E402
+from local_airflow import LocalAirflow, free_port  # noqa: E402
 from yahoo_replay import YahooReplay, load_bars  # noqa: E402
 
 from trading_lib import layout, run_record  # noqa: E402

@@ -36,9 +36,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, data_root):
+def airflow(stack_home, data_root):
     instance = LocalAirflow(
-        tmp_path_factory.mktemp("deadline-airflow"),
+        stack_home("deadline-airflow"),
         free_port(),
         str(data_root),
         extra_env={
@@ -47,7 +47,7 @@ def airflow(tmp_path_factory, data_root):
             "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{free_port()}",  # nothing listens there
         },
     )
-    instance.start(timeout=180)
+    instance.start(timeout=600)
     try:
         yield instance
     finally:

@@ -70,9 +70,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(tmp_path_factory, data_root, replay):
+def airflow(stack_home, data_root, replay):
     instance = LocalAirflow(
-        tmp_path_factory.mktemp("exchange-schedule-airflow"),
+        stack_home("exchange-schedule-airflow"),
         free_port(),
         str(data_root),
         extra_env={
@@ -86,7 +86,7 @@ def airflow(tmp_path_factory, data_root, replay):
             "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{replay.port}",
         },
     )
-    instance.start(timeout=180)
+    instance.start(timeout=600)
     try:
         yield instance
     finally:
@@ -109,7 +109,7 @@ def _create_backfill(airflow, body: dict) -> dict:
         raise AssertionError("backfill creation kept answering 503/409")
     time.sleep(5)
     if not airflow.running():
-        airflow.start(timeout=180)
+        airflow.start(timeout=600)
     return backfill
 
 

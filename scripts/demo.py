@@ -365,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, help="the stack's AIRFLOW_HOME (default: per stack)")
     parser.add_argument(
         "--schedule",
-        help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default schedule: one run per exchange bar), "
+        help="trading_orchestrator's schedule in the local Airflow: 'on' (the pipeline's default "
+        "schedule: one run per exchange bar), "
         f"a cron, or 'none' (default; else ${SCHEDULE_VARIABLE})",
     )
     args = parser.parse_args(argv)

@@ -25,8 +25,8 @@ given, saying what it waits for. Its state: run/stack.json (what `status` shows)
 Tuning (docker/airflow.env, shared with docker-compose.yaml and the Celery stack; docs/local-airflow.md
 says why each value): parallelism 16, scheduler idle sleep 0.2 s, 64 task instances per query, task
 heartbeat timeout 60 s, TRADING_ORCHESTRATOR_SCHEDULE=none unless the caller sets it ("on" = the
-pipeline's default schedule, one run per exchange bar): the demo runs what it triggers, no cron runs (that would ingest from
-Yahoo) fire.
+pipeline's default schedule, one run per exchange bar): the demo runs what it triggers, no
+scheduled runs (they would ingest from Yahoo) fire.
 
 `stop` stops the supervisor (which stops the components in order: Airflow, then PostgreSQL), then
 ends every process left of the home, orphans of a killed component included; `start` cleans up
@@ -129,7 +129,8 @@ TUNING = {
 }
 
 SCHEDULE_VARIABLE = "TRADING_ORCHESTRATOR_SCHEDULE"
-SCHEDULE_ON = ("on", "default")  # leave the variable unset: trading_lib/settings.py's default schedule (the exchange timetable)
+# leave the variable unset: trading_lib/settings.py's default schedule (the exchange timetable)
+SCHEDULE_ON = ("on", "default")
 SCHEDULE_OFF = ("", "off", "none")
 # Passed to Airflow when the caller sets them (trading_lib/settings.py reads them).
 PASSTHROUGH = (

@@ -116,9 +116,7 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
     expected = CONTRACTS * PARTITIONS_PER_CONTRACT
     prefix = f"{run_id}__"
     assert client.count_task_instances("analyze_symbol", "analyze_partition", prefix) == expected
-    assert (
-        client.count_task_instances("analyze_symbol", "analyze_partition", prefix, "success") == expected
-    )
+    assert client.count_task_instances("analyze_symbol", "analyze_partition", prefix, "success") == expected
 
     aggregations = _wait_for_new_aggregations(client, set())
     assert len(aggregations) == 1, (
@@ -264,11 +262,13 @@ def test_invalid_conf_fails_the_first_task_and_writes_nothing(
 
 
 def test_validation_failure_stops_the_pipeline(client, data_root, first_run):
-    """Runs last: it revises the stored ^VIX closes of the last session to missing, which fails
-    validation (a stock bar without a ^VIX close)."""
+    """Runs last: it revises the stored ^VIX highs of the last session to half their closes, which
+    fails validation (price_range). A revision to missing would not do: the store never lets a
+    missing value replace a stored one."""
     store = BarStore(Storage(str(data_root)))
     vix = store.read_sessions(store.sessions()[-1:], ["^VIX"])
-    store.upsert(vix.assign(close=float("nan")), "test: missing ^VIX closes")
+    report = store.upsert(vix.assign(high=vix["close"] * 0.5), "test: ^VIX highs below their closes")
+    assert report.bars_revised == len(vix) > 0
     run = client.trigger("trading_orchestrator", {"num_contracts": 3})
     assert client.wait_for_run("trading_orchestrator", run["dag_run_id"], timeout=180)["state"] == "failed"
     states = {

@@ -74,11 +74,18 @@ def test_stop_ends_the_orphans_of_a_killed_scheduler_and_frees_its_ports(stack_h
     airflow = LocalAirflow(root / "home", free_port(), str(root / "data"), dags_folder=probe_dags)
     try:
         airflow.start(timeout=START_TIMEOUT)
-        everything = home_processes(airflow.home)
         scheduler = int((airflow.home / "run" / "scheduler.pid").read_text())
-        children = [p for p in processes() if p.ppid == scheduler]
-        titles = [p.cmdline for p in children]
-        assert any("LocalExecutor" in t for t in titles) and "airflow serve-logs" in titles, titles
+
+        def named_children():
+            # A forked LocalExecutor worker names itself a moment after the fork: until then it
+            # carries the scheduler's command line.
+            children = [p for p in processes() if p.ppid == scheduler]
+            titles = [p.cmdline for p in children]
+            named = any("LocalExecutor" in t for t in titles) and "airflow serve-logs" in titles
+            return children if named else None
+
+        children = _wait(named_children, 60, "the scheduler's named workers and log server")
+        everything = home_processes(airflow.home)
         assert any(p.ppid != scheduler and p.pid != scheduler for p in everything)
         postgres = [p for p in airflow.members() if "postgres" in p.cmdline]
         assert postgres, "the stack's PostgreSQL runs as processes of the home"

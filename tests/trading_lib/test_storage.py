@@ -140,15 +140,15 @@ def test_a_same_size_rewrite_within_one_timestamp_tick_is_seen(tmp_path):
     storage.write_parquet("2024-01-02/AAPL_093000.parquet", row)
     folder = tmp_path / "2024-01-02"
     tick = os.stat(folder).st_mtime_ns
-    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["BUY"]
+    assert _read_rollups(storage, ["2024-01-02"])[0]["2024-01-02"]["signal"].tolist() == ["BUY"]
     storage.write_parquet("2024-01-02/AAPL_093000.parquet", row.assign(signal="SEL"))  # the same size
     os.utime(folder, ns=(tick, tick))  # the same tick as before
-    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["SEL"]
+    assert _read_rollups(storage, ["2024-01-02"])[0]["2024-01-02"]["signal"].tolist() == ["SEL"]
     old = tick - 10 * 10**9
     os.utime(folder, ns=(old, old))  # long ago: the token is stable and the roll-up is reused
     assert storage.folder_version("2024-01-02") == storage.folder_version("2024-01-02")
-    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["SEL"]
+    assert _read_rollups(storage, ["2024-01-02"])[0]["2024-01-02"]["signal"].tolist() == ["SEL"]
     first = storage.folder_version("2024-01-02")[0]
     storage.write_parquet("2024-01-02/AAPL_093000.parquet", row.assign(signal="HLD"))
     assert storage.folder_version("2024-01-02")[0] != first
-    assert _read_rollups(storage, ["2024-01-02"])["signal"].tolist() == ["HLD"]
+    assert _read_rollups(storage, ["2024-01-02"])[0]["2024-01-02"]["signal"].tolist() == ["HLD"]

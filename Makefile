@@ -73,6 +73,7 @@ status: $(STAMP)
 ## make test: lint, then every test, end-to-end against a real Airflow included
 test: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
+	$(VENV)/bin/ruff format --check trading_lib trading_airflow dags plugins tests bench scripts
 	$(PY) scripts/install_test_tools.py
 	$(PY) scripts/install_stack_tools.py
 	$(PY) -m pytest
@@ -93,6 +94,7 @@ bench-scale: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check trading_lib trading_airflow dags plugins tests bench scripts
+	$(VENV)/bin/ruff format --check trading_lib trading_airflow dags plugins tests bench scripts
 
 clean: stop
 	rm -rf airflow_home airflow_home_celery output bars input/*.parquet test-output

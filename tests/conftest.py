@@ -32,7 +32,6 @@ os.environ.setdefault("TRADING_EXECUTION_MODE", "local")
 Path(os.environ["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
 
 
-
 @pytest.fixture(scope="session")
 def stack_home():
     """A factory of fresh homes for a local stack (make demo's), e.g. ``stack_home("e2e")``.

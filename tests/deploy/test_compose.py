@@ -249,7 +249,9 @@ def test_celery_stack_runs_with_composes_settings_on_its_own_ports(services, cel
     assert local["AIRFLOW__CELERY__BROKER_URL"] == f"redis://:@127.0.0.1:{ports['redis']}/0"
     endpoint = json.loads(local["AIRFLOW_CONN_AWS_DEFAULT"])["extra"]["endpoint_url"]
     assert endpoint == f"http://127.0.0.1:{ports['s3.port']}"
-    assert local["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{celery_stack.port}/execution/"
+    assert (
+        local["AIRFLOW__CORE__EXECUTION_API_SERVER_URL"] == f"http://127.0.0.1:{celery_stack.port}/execution/"
+    )
 
 
 def test_celery_workers_differ_from_composes_worker_only_in_their_names_and_log_ports(services, celery_stack):

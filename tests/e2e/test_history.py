@@ -245,9 +245,7 @@ def test_clearing_a_partition_of_the_first_interval_reprocesses_it(client, data_
     before = _partition_files(data_root)
     known = {r["dag_run_id"] for r in client.dag_runs("aggregate_portfolio")}
 
-    client.clear_mapped_instance(
-        "analyze_symbol", symbol_run, "analyze_partition", instance["map_index"]
-    )
+    client.clear_mapped_instance("analyze_symbol", symbol_run, "analyze_partition", instance["map_index"])
     assert client.wait_for_run("analyze_symbol", symbol_run, timeout=180)["state"] == "success"
     after = _partition_files(data_root)
     assert after[key][0] == before[key][0], "reprocessing must rewrite identical bytes"

@@ -32,6 +32,8 @@ from processes import free_ports
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
 REGION = "us-east-1"
+
+
 def _stop_group(proc: subprocess.Popen, timeout: float = 10.0, sig: int = signal.SIGTERM) -> None:
     if proc.poll() is not None:
         return

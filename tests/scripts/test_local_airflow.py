@@ -111,9 +111,10 @@ def test_stack_environment_keeps_its_tuning_and_drops_the_callers_airflow_settin
     env = airflow.env()
     for name, value in TUNING.items():
         assert env[name] == value
-    assert env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"] == TUNING[
-        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"
-    ]
+    assert (
+        env["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]
+        == TUNING["AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT"]
+    )
     port = airflow.service_ports()["postgres"]  # chosen once, kept in run/ports.json
     assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] == (
         f"postgresql+psycopg2://airflow:airflow@127.0.0.1:{port}/airflow"

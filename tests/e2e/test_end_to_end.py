@@ -262,13 +262,15 @@ def test_invalid_conf_fails_the_first_task_and_writes_nothing(
 
 
 def test_validation_failure_stops_the_pipeline(client, data_root, first_run):
-    """Runs last: it revises the stored ^VIX highs of the last session to half their closes, which
-    fails validation (price_range). A revision to missing would not do: the store never lets a
-    missing value replace a stored one."""
+    """Runs last: it revises the stored volumes of every contract's last session to zero, a dead
+    feed, which fails validation (stale_feed). A revision to missing would not do (the store never
+    lets a missing value replace a stored one), nor would a bar that breaks the data contract (the
+    store refuses it)."""
     store = BarStore(Storage(str(data_root)))
-    vix = store.read_sessions(store.sessions()[-1:], ["^VIX"])
-    report = store.upsert(vix.assign(high=vix["close"] * 0.5), "test: ^VIX highs below their closes")
-    assert report.bars_revised == len(vix) > 0
+    bars = store.read_sessions(store.sessions()[-1:])
+    bars = bars[~bars["symbol"].str.startswith("^")]
+    report = store.upsert(bars.assign(volume=0), "test: a dead feed")
+    assert report.bars_revised == len(bars) > 0
     run = client.trigger("trading_orchestrator", {"num_contracts": 3})
     assert client.wait_for_run("trading_orchestrator", run["dag_run_id"], timeout=180)["state"] == "failed"
     states = {

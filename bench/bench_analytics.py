@@ -51,7 +51,7 @@ def one_factor_universe(symbols: int, bars: int, seed: int = 0) -> InputData:
     stock = betas[:, None] * market[None, :] + rng.normal(0.0, 0.004, (symbols, bars))
     close = 100.0 * np.cumprod(1.0 + stock, axis=1).ravel()
     names = [f"S{i:04d}" for i in range(symbols)]
-    holdings = pd.DataFrame(
+    contract_bars = pd.DataFrame(
         {
             "contract": np.repeat(names, bars),
             "timestamp": grid.take(np.tile(np.arange(bars), symbols)),
@@ -71,7 +71,7 @@ def one_factor_universe(symbols: int, bars: int, seed: int = 0) -> InputData:
     spx = index_bars(4_000.0 * np.cumprod(1.0 + market))
     vix = index_bars(np.clip(20.0 * np.exp(np.cumsum(rng.normal(0.0, 0.03, bars))), 9.0, 80.0))
     window = AnalysisWindow(grid[0], grid[-1] + pd.Timedelta(hours=1))  # the whole range
-    return InputData(holdings=holdings, vix=vix, spx=spx, window=window)
+    return InputData(bars=contract_bars, vix=vix, spx=spx, window=window)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     data = one_factor_universe(args.symbols, args.bars, args.seed)
     print(
-        f"universe: {args.symbols} symbols x {args.bars} bars = {len(data.holdings):,} rows "
+        f"universe: {args.symbols} symbols x {args.bars} bars = {len(data.bars):,} rows "
         f"(built in {time.perf_counter() - started:.1f} s; Python {platform.python_version()}, "
         f"numpy {np.__version__}, pandas {pd.__version__}, one thread)"
     )
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         timings = []
         for _ in range(args.repeat):
             started = time.perf_counter()
-            full = compute_signals(data.holdings, data.spx, data.vix)
+            full = compute_signals(data.bars, data.spx, data.vix)
             timings.append(time.perf_counter() - started)
         vectorized = min(timings)
 

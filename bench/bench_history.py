@@ -45,14 +45,14 @@ def build(root: Path, symbols: int, sessions: int) -> None:
         return
     started = time.perf_counter()
     data = generate_sample_data(num_contracts=symbols, window_bars=sessions * 7 - 77, start="2024-01-02")
-    print(f"generated {len(data.holdings):,} stock bars in {time.perf_counter() - started:.1f} s")
+    print(f"generated {len(data.bars):,} stock bars in {time.perf_counter() - started:.1f} s")
     started = time.perf_counter()
     BarStore(storage).write(data, "bench")
     print(
         f"stored {len(BarStore(storage).sessions())} session files in {time.perf_counter() - started:.1f} s"
     )
     started = time.perf_counter()
-    results = compute_signals(data.holdings, data.spx, data.vix)
+    results = compute_signals(data.bars, data.spx, data.vix)
     results = results[data.window.contains(results["timestamp"])].reset_index(drop=True)
     table = pa.Table.from_pandas(results, preserve_index=False)
     keys = [layout.result_key(c, t) for c, t in zip(results["contract"], results["timestamp"], strict=True)]

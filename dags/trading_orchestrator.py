@@ -20,10 +20,8 @@ sessions, when the bar closes; its data interval is the bar (09:30-10:30 ... 15:
 on an early close); none on holidays. A cron (America/New_York) may be set instead.
 **Deadline**: a run not finished `TRADING_ORCHESTRATOR_DEADLINE_MINUTES` (20) after its bar closed
 (manual runs: after being queued; backfills: none) is marked late in its record (Pipeline run page).
-**Backfill**: Airflow's backfill (`airflow backfill create --dag-id trading_orchestrator
---from-date 2026-04-13 --to-date 2026-04-14`) runs each bar of the range like the schedule, with
-the conf given (`ingestion_symbols`, `num_contracts`); `--reprocess-behavior completed` redoes them.
-See docs/history.md.
+**Backfill** (`airflow backfill create --dag-id trading_orchestrator --from-date ... --to-date ...`)
+runs each bar of the range like the schedule, with the conf given; see docs/history.md.
 """
 
 from __future__ import annotations
@@ -91,11 +89,11 @@ def trading_orchestrator():
 
         with bad_input_fails_fast():
             storage = connection_storage()
-            scope = pipeline.plan_run(storage, request)
-            facts = started_facts(ORCHESTRATOR_DAG, request, scope, ingestion)
-            record_run(storage, scope["run_id"], "running", **facts)
-        print(f"window {scope['window_start']} .. {scope['window_end']}, {len(scope['contracts'])} contracts")
-        return scope
+            plan = pipeline.plan_run(storage, request)
+            facts = started_facts(ORCHESTRATOR_DAG, request, plan, ingestion)
+            record_run(storage, plan["run_id"], "running", **facts)
+        print(f"window {plan['window_start']} .. {plan['window_end']}, {len(plan['contracts'])} contracts")
+        return plan
 
     @task.branch(trigger_rule="none_failed_min_one_success")  # after select_contracts, validated or not
     def check_validation(validation: dict | None) -> str:
@@ -104,50 +102,48 @@ def trading_orchestrator():
         return "trigger_analyze_symbol"
 
     @task(retries=0)
-    def stop_on_validation_failure(scope: dict, validation: dict) -> None:
+    def stop_on_validation_failure(plan: dict, validation: dict) -> None:
         from airflow.sdk.exceptions import AirflowFailException
 
         from trading_lib.run_record import record_run
 
-        record_run(connection_storage(), scope["run_id"], "failed", validation=validation)
+        record_run(connection_storage(), plan["run_id"], "failed", validation=validation)
         raise AirflowFailException(
             f"Validation failed, pipeline stopped. {validation['summary']} ({validation['report']})"
         )
 
     @task
-    def symbol_runs(scope: dict) -> list[dict]:
+    def symbol_runs(plan: dict) -> list[dict]:
         from trading_lib.run_request import analyze_symbol_runs
 
-        return analyze_symbol_runs(scope)
+        return analyze_symbol_runs(plan)
 
     @task(outlets=[RESULTS_ASSET])
-    def publish_results(scope: dict, runs: list[dict], validation: dict | None):
+    def publish_results(plan: dict, runs: list[dict], validation: dict | None):
         from trading_lib.run_record import record_run
 
         ids = [item["trigger_run_id"] for item in runs]
-        storage, run_id = connection_storage(), scope["run_id"]
+        storage, run_id = connection_storage(), plan["run_id"]
         record_run(storage, run_id, "success", analyze_symbol_run_ids=ids, validation=validation)
         status = validation["status"] if validation else "SKIPPED"
-        extra = {"source": ORCHESTRATOR_DAG, "orchestrator_run_id": scope["run_id"], "contracts": len(runs)}
+        extra = {"source": ORCHESTRATOR_DAG, "orchestrator_run_id": plan["run_id"], "contracts": len(runs)}
         yield Metadata(RESULTS_ASSET, extra=extra | {"status": status})
 
     @task(trigger_rule="one_failed", retries=0)
-    def record_failure(scope: dict):
+    def record_failure(plan: dict):
         """A symbol run or the publication failed: the run record says so (it would say "running")."""
         from trading_lib.run_record import record_run
 
-        record_run(connection_storage(), scope["run_id"], "failed")
+        record_run(connection_storage(), plan["run_id"], "failed")
 
     request = check_request()
-    scope = select_contracts(request, ingest_market_data(request))
-    validation = validate_data(scope)
-    runs = symbol_runs(scope)
+    plan = select_contracts(request, ingest_market_data(request))
+    validation, runs = validate_data(plan), symbol_runs(plan)
     triggered = trigger_symbol_runs(runs)
-
-    scope >> check_validation(validation) >> [stop_on_validation_failure(scope, validation), triggered]
-    published = publish_results(scope, runs, validation)
+    plan >> check_validation(validation) >> [stop_on_validation_failure(plan, validation), triggered]
+    published = publish_results(plan, runs, validation)
     triggered >> published
-    [triggered, published] >> record_failure(scope)
+    [triggered, published] >> record_failure(plan)
 
 
 trading_orchestrator()

@@ -49,14 +49,14 @@ def ingest_market_data(request: dict[str, Any]):
 
 # none_failed_min_one_success: runs after a skipped ingestion, not after a skipped request
 @task(task_id="validate_data", trigger_rule="none_failed_min_one_success")
-def validate_data(scope: dict[str, Any]):
-    """Validate the scope's bars (its window and the warm-up sessions before it) in the bar store;
+def validate_data(plan: dict[str, Any]):
+    """Validate the plan's bars (its window and the warm-up sessions before it) in the bar store;
     returns {status, summary, issues, report}. Skipped when validate is false.
 
-    ``scope``: {"validate": bool, "window_start", "window_end", "contracts": [...] or None, "run_id"}."""
+    ``plan``: {"validate": bool, "window_start", "window_end", "contracts": [...] or None, "run_id"}."""
     from airflow.sdk.exceptions import AirflowSkipException
 
-    if not scope.get("validate", True):
+    if not plan.get("validate", True):
         raise AirflowSkipException("run_validation is false")
     from trading_lib import pipeline
     from trading_lib.inputs import AnalysisWindow
@@ -64,11 +64,11 @@ def validate_data(scope: dict[str, Any]):
     with bad_input_fails_fast():
         storage = connection_storage()
         window = (
-            AnalysisWindow.parse(scope["window_start"], scope["window_end"])
-            if scope.get("window_start")
+            AnalysisWindow.parse(plan["window_start"], plan["window_end"])
+            if plan.get("window_start")
             else pipeline.resolve_window(storage)
         )
-        return pipeline.validate(storage, window, scope.get("contracts"), scope.get("run_id"))
+        return pipeline.validate(storage, window, plan.get("contracts"), plan.get("run_id"))
 
 
 def trigger_symbol_runs(runs):

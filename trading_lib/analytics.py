@@ -108,11 +108,11 @@ def _rolling_beta(market: np.ndarray, stock: np.ndarray, window: int) -> tuple[n
     return beta, n
 
 
-def compute_signals(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> pd.DataFrame:
-    """One result row (layout.RESULT_COLUMNS) per holdings row, sorted by contract, timestamp."""
-    codes, names = pd.factorize(holdings["contract"], sort=True)
-    ts = _utc(holdings["timestamp"])
-    close = holdings["close"].to_numpy(dtype=np.float64)
+def compute_signals(bars: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> pd.DataFrame:
+    """One result row (layout.RESULT_COLUMNS) per contract bar, sorted by contract, timestamp."""
+    codes, names = pd.factorize(bars["contract"], sort=True)
+    ts = _utc(bars["timestamp"])
+    close = bars["close"].to_numpy(dtype=np.float64)
     in_order = (np.diff(codes) > 0) | ((np.diff(codes) == 0) & (np.diff(ts) >= np.timedelta64(0)))
     if not in_order.all():
         order = np.lexsort((ts, codes))
@@ -193,13 +193,13 @@ def partition_row(bars: pd.DataFrame, contract: str, ts: pd.Timestamp) -> pd.Dat
     BarStore.lookback returns them) with the same kernel as a whole-universe run. Pure: no I/O."""
     from trading_lib.symbols import MARKET_INDEX, VOLATILITY_INDEX
 
-    holdings = bars.loc[bars["symbol"] == contract, ["symbol", "timestamp", "close"]]
-    if not (holdings["timestamp"] == ts).any():
+    contract_bars = bars.loc[bars["symbol"] == contract, ["symbol", "timestamp", "close"]]
+    if not (contract_bars["timestamp"] == ts).any():
         raise PartitionNotFoundError(
             f"no bar for contract {contract!r} at timestamp {ts.isoformat()} in the bar store"
         )
-    holdings = holdings.rename(columns={"symbol": "contract"})
+    contract_bars = contract_bars.rename(columns={"symbol": "contract"})
     spx = bars.loc[bars["symbol"] == MARKET_INDEX, ["timestamp", "close"]]
     vix = bars.loc[(bars["symbol"] == VOLATILITY_INDEX) & (bars["timestamp"] == ts), ["timestamp", "close"]]
-    result = compute_signals(holdings, spx, vix)
+    result = compute_signals(contract_bars, spx, vix)
     return result[result["timestamp"] == ts].tail(1).reset_index(drop=True)

@@ -379,18 +379,14 @@ def ingest_market_data(
         )
 
     spx = _ended(fetched[MARKET_INDEX][0], cutoff)
-    holdings = pd.concat(
-        [_ended(fetched[s][0], cutoff).assign(contract=s) for s in stocks_ok], ignore_index=True
-    )
+    bars = pd.concat([_ended(fetched[s][0], cutoff).assign(contract=s) for s in stocks_ok], ignore_index=True)
     vix = align_vix(fetched[VOLATILITY_INDEX][0], spx["timestamp"])
     if spx.empty:
         report.status = "failed"
         storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())
         raise IngestionError(f"no ended ^GSPC bar between {fetch_start.date()} and {end_day.date()}")
     window = AnalysisWindow(spx["timestamp"].min(), bar_ends(spx["timestamp"].tail(1)).iloc[0])
-    written = store.write(
-        InputData(holdings=holdings, vix=vix, spx=spx, window=window), source="Yahoo Finance"
-    )
+    written = store.write(InputData(bars=bars, vix=vix, spx=spx, window=window), source="Yahoo Finance")
     report.written = written.to_dict()
     report.status = "partial" if failed else "ok"
     storage.write_json(layout.report_key(INGESTION_REPORT), report.to_dict())

@@ -1,4 +1,4 @@
-"""Bars in memory: the analysis window and the (holdings, ^VIX, ^GSPC) frames every layer passes.
+"""Bars in memory: the analysis window and the (contracts' bars, ^VIX, ^GSPC) frames every layer passes.
 
 Producers (the sample-data generator, the real-bar loader, Yahoo ingestion) build an
 :class:`InputData` and hand it to the bar store (trading_lib.store), which persists it; readers get
@@ -44,14 +44,14 @@ class AnalysisWindow:
 
 @dataclass(frozen=True)
 class InputData:
-    holdings: pd.DataFrame  # layout.HOLDINGS_COLUMNS, sorted by contract, timestamp
+    bars: pd.DataFrame  # layout.CONTRACT_BAR_COLUMNS, sorted by contract, timestamp
     vix: pd.DataFrame  # layout.BAR_COLUMNS, sorted by timestamp
     spx: pd.DataFrame  # layout.BAR_COLUMNS, sorted by timestamp
     window: AnalysisWindow
 
     @property
     def contracts(self) -> list[str]:
-        return sorted(self.holdings["contract"].unique().tolist())
+        return sorted(self.bars["contract"].unique().tolist())
 
 
 def normalise_bars(frame: pd.DataFrame, columns: list[str], name: str) -> pd.DataFrame:

@@ -36,7 +36,7 @@ REPORTS_PREFIX = "output/reports"
 LATEST_RUN_KEY = f"{RUNS_PREFIX}/latest.json"
 
 BAR_COLUMNS = ["timestamp", "open", "high", "low", "close", "volume"]
-HOLDINGS_COLUMNS = ["contract", *BAR_COLUMNS]
+CONTRACT_BAR_COLUMNS = ["contract", *BAR_COLUMNS]
 BAR_STORE_COLUMNS = ["symbol", *BAR_COLUMNS]
 
 # One partition's result row (contract x timestamp).

@@ -107,7 +107,7 @@ def select_contracts(storage: Storage, num_contracts: int | None, window: Analys
 
 
 def plan_run(storage: Storage, request: dict[str, Any]) -> dict[str, Any]:
-    """The scope of an orchestrator run (OrchestratorRequest.to_dict()): its window (the request's,
+    """The plan of an orchestrator run (OrchestratorRequest.to_dict()): its window (the request's,
     else the last ``window_bars`` stored bars) and its contracts, checked against the bar store.
     {run_id, window_start, window_end, contracts, validate, revisions}: ``revisions`` is the
     reanalysis_plan of the partitions outside this run whose result bars stored since the last

@@ -52,12 +52,12 @@ def _columns(frame: pd.DataFrame, columns: list[str], name: str) -> pd.DataFrame
     return out
 
 
-def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFrame:
+def evaluate_trades(results: pd.DataFrame, bars: pd.DataFrame) -> pd.DataFrame:
     """``results`` plus position, next_bar, next_return, is_trade, is_closed, is_good, pnl (USD)
     and open_reason (an OPEN_REASONS key for an open trade, else None).
 
     next_bar is the next bar of the exchange grid after the result's bar; next_return =
-    close(next_bar) / close(t) - 1 from ``holdings``, NaN when either close is not there."""
+    close(next_bar) / close(t) - 1 from ``bars``, NaN when either close is not there."""
     out = results.copy()
     out["timestamp"] = _columns(results, ["contract", "timestamp", "signal"], "results")["timestamp"]
     position = out["signal"].map(POSITIONS)
@@ -66,7 +66,7 @@ def evaluate_trades(results: pd.DataFrame, holdings: pd.DataFrame) -> pd.DataFra
         raise PortfolioInputError(
             f"results: column signal holds {', '.join(bad)}; expected BUY, SELL or HOLD"
         )
-    bars = _columns(holdings, ["contract", "timestamp", "close"], "holdings")
+    bars = _columns(bars, ["contract", "timestamp", "close"], "bars")
     bars = bars.drop_duplicates(["contract", "timestamp"], keep="last")
     closes = bars.set_index(["contract", "timestamp"])["close"]
     # The contract's next bar of the grid, whether or not that bar has a partition result; a
@@ -121,12 +121,12 @@ class PortfolioReport:
 
 
 def build_portfolio_report(
-    results: pd.DataFrame, holdings: pd.DataFrame, expected: pd.DataFrame | None = None
+    results: pd.DataFrame, bars: pd.DataFrame, expected: pd.DataFrame | None = None
 ) -> PortfolioReport:
     """The portfolio report of ``results``; ``expected`` partitions absent from results are listed,
     and so are the open trades (OPEN_REASONS says why each is open)."""
     _require(results, ["beta"], "results")
-    trades = evaluate_trades(results, holdings)
+    trades = evaluate_trades(results, bars)
     missing = _missing(results, expected)
 
     trades["is_buy"], trades["is_sell"] = trades["position"] == 1, trades["position"] == -1

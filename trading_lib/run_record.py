@@ -86,19 +86,19 @@ def latest_run(storage: Storage) -> dict[str, Any] | None:
 
 
 def started_facts(
-    dag_id: str, request: dict[str, Any], scope: dict[str, Any], ingestion: dict[str, Any] | None
+    dag_id: str, request: dict[str, Any], plan: dict[str, Any], ingestion: dict[str, Any] | None
 ) -> dict[str, Any]:
     """What the record says when the run starts analysing: its DAG and type, the request, the
-    window and contracts fixed (pipeline.plan_run's scope), what the ingestion did, and the bar
+    window and contracts fixed (pipeline.plan_run), what the ingestion did, and the bar
     store version the plan read with what it re-analyses because bars changed before it."""
-    revisions = scope.get("revisions") or {}
+    revisions = plan.get("revisions") or {}
     return {
         "dag_id": dag_id,
         "run_type": request["run_type"],
         "request": request,
-        "window_start": scope["window_start"],
-        "window_end": scope["window_end"],
-        "contracts": scope["contracts"],
+        "window_start": plan["window_start"],
+        "window_end": plan["window_end"],
+        "contracts": plan["contracts"],
         "ingestion": ingestion_summary(ingestion),
         "revisions": {k: v for k, v in revisions.items() if k != "timestamps"},
         "bar_store_version": revisions.get("until_version"),

@@ -61,24 +61,24 @@ class OrchestratorRequest:
         return out
 
 
-def analyze_symbol_runs(scope: dict[str, Any]) -> list[dict[str, Any]]:
-    """The analyze_symbol runs of an orchestrator run's scope (pipeline.plan_run): one per
+def analyze_symbol_runs(plan: dict[str, Any]) -> list[dict[str, Any]]:
+    """The analyze_symbol runs of an orchestrator run's plan (pipeline.plan_run): one per
     contract, {trigger_run_id, conf}, the run id derived from the orchestrator's run id so that a
     retry resets the same runs; then the re-analysis runs of its ``revisions`` plan."""
     from trading_lib.symbols import symbol_to_segment
 
     return [
         {
-            "trigger_run_id": f"{scope['run_id']}__{symbol_to_segment(contract)}",
+            "trigger_run_id": f"{plan['run_id']}__{symbol_to_segment(contract)}",
             "conf": {
                 "contract": contract,
-                "window_start": scope["window_start"],
-                "window_end": scope["window_end"],
-                "orchestrator_run_id": scope["run_id"],
+                "window_start": plan["window_start"],
+                "window_end": plan["window_end"],
+                "orchestrator_run_id": plan["run_id"],
             },
         }
-        for contract in scope["contracts"]
-    ] + reanalysis_runs(scope["run_id"], scope.get("revisions"))
+        for contract in plan["contracts"]
+    ] + reanalysis_runs(plan["run_id"], plan.get("revisions"))
 
 
 def reanalysis_runs(run_id: str, plan: dict[str, Any] | None) -> list[dict[str, Any]]:

@@ -136,7 +136,7 @@ def generate_sample_data(
 
     stock_open, stock_high, stock_low = _ohlc(stock_close, rng)
     volume = rng.integers(*VOLUME_RANGE, stock_close.shape).astype(np.float64)
-    holdings = pd.DataFrame(
+    contract_bars = pd.DataFrame(
         {  # one contract after the other: the (bars, contracts) arrays transposed
             "contract": np.repeat(np.array(contracts, dtype=object), bars),
             "timestamp": grid[np.tile(np.arange(bars), num_contracts)],
@@ -151,13 +151,13 @@ def generate_sample_data(
     vix = _index_frame(grid, vix_close, rng)
     window = AnalysisWindow(grid[warmup_bars], bar_ends(pd.Series(grid[-1:])).iloc[0])
     if anomalies is not None:
-        holdings, spx, vix = _inject(
-            holdings, spx, vix, anomalies, window, pd.Series(sigma, index=contracts), seed
+        contract_bars, spx, vix = _inject(
+            contract_bars, spx, vix, anomalies, window, pd.Series(sigma, index=contracts), seed
         )
-    return InputData(holdings=holdings, vix=vix, spx=spx, window=window)
+    return InputData(bars=contract_bars, vix=vix, spx=spx, window=window)
 
 
-def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, sigma: pd.Series, seed: int):
+def _inject(bars, spx, vix, anomalies: Anomalies, window: AnalysisWindow, sigma: pd.Series, seed: int):
     """Apply ``anomalies`` at window rows drawn (without repeats, ANOMALY_SPACING apart) from the seed."""
     rng = np.random.default_rng([seed, 1])
     counts = anomalies.nan_runs, anomalies.outliers, anomalies.missing_bars, anomalies.duplicated_bars
@@ -165,9 +165,9 @@ def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, si
         raise InputDataError(f"anomalies={anomalies!r}: counts must be >= 0")
     # A place has NAN_RUN_BARS - 1 more window bars of its contract after it (a NaN run fits; a
     # spike is followed by the bar that reverts it).
-    in_window = window.contains(holdings["timestamp"]).to_numpy()
-    contract = holdings["contract"].to_numpy()
-    rows = np.arange(len(holdings))
+    in_window = window.contains(bars["timestamp"]).to_numpy()
+    contract = bars["contract"].to_numpy()
+    rows = np.arange(len(bars))
     tail = rows + NAN_RUN_BARS - 1
     fits = in_window & (tail < len(rows))
     fits[fits] &= in_window[tail[fits]] & (contract[tail[fits]] == contract[fits])
@@ -177,19 +177,19 @@ def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, si
     drawn = np.split(rng.choice(places, size=sum(counts), replace=False), np.cumsum(counts)[:-1])
     nan_rows, spike_rows, drop_rows, dup_rows = drawn
 
-    holdings = holdings.copy()
-    close = holdings.columns.get_loc("close")
-    holdings.iloc[(nan_rows[:, None] + np.arange(NAN_RUN_BARS)).ravel(), close] = np.nan
+    bars = bars.copy()
+    close = bars.columns.get_loc("close")
+    bars.iloc[(nan_rows[:, None] + np.arange(NAN_RUN_BARS)).ravel(), close] = np.nan
     jump = np.exp(rng.choice([-1.0, 1.0], len(spike_rows)) * OUTLIER_JUMP_SIGMA * sigma[contract[spike_rows]])
-    spiked_close = holdings["close"].to_numpy()[spike_rows] * jump.to_numpy()
-    holdings.iloc[spike_rows, close] = spiked_close
+    spiked_close = bars["close"].to_numpy()[spike_rows] * jump.to_numpy()
+    bars.iloc[spike_rows, close] = spiked_close
     for column, extreme in (("high", np.maximum), ("low", np.minimum)):  # keep the bar's OHLC consistent
-        position = holdings.columns.get_loc(column)
-        holdings.iloc[spike_rows, position] = extreme(holdings[column].to_numpy()[spike_rows], spiked_close)
-    duplicates = holdings.iloc[dup_rows]
-    holdings = pd.concat(
-        [holdings.drop(index=holdings.index[drop_rows]), duplicates], ignore_index=True
-    ).sort_values(["contract", "timestamp"], kind="stable", ignore_index=True)
+        position = bars.columns.get_loc(column)
+        bars.iloc[spike_rows, position] = extreme(bars[column].to_numpy()[spike_rows], spiked_close)
+    duplicates = bars.iloc[dup_rows]
+    bars = pd.concat([bars.drop(index=bars.index[drop_rows]), duplicates], ignore_index=True).sort_values(
+        ["contract", "timestamp"], kind="stable", ignore_index=True
+    )
 
     if anomalies.missing_market_bars:
         market_rows = np.flatnonzero(window.contains(spx["timestamp"]).to_numpy())
@@ -202,7 +202,7 @@ def _inject(holdings, spx, vix, anomalies: Anomalies, window: AnalysisWindow, si
         spx_gone, vix_gone = gone[np.arange(len(gone)) % 3 != 2], gone[np.arange(len(gone)) % 3 != 1]
         spx = spx.drop(index=spx.index[spx_gone]).reset_index(drop=True)
         vix = vix.drop(index=vix.index[vix_gone]).reset_index(drop=True)
-    return holdings, spx, vix
+    return bars, spx, vix
 
 
 def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> InputData:
@@ -258,7 +258,7 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
             raise InputDataError(f"{path}: no bars")
         return bars
 
-    holdings = pd.concat([read(s).assign(contract=s) for s in stocks], ignore_index=True)
+    bars = pd.concat([read(s).assign(contract=s) for s in stocks], ignore_index=True)
     spx, vix = read(MARKET_INDEX), read(VOLATILITY_INDEX)
     days = spx["timestamp"].dt.normalize().drop_duplicates().reset_index(drop=True)
     if len(days) <= WARMUP_SESSIONS:
@@ -267,4 +267,4 @@ def load_real_bars(folder: str | Path, contracts: list[str] | None = None) -> In
         )
     window_start = spx["timestamp"][spx["timestamp"] >= days[WARMUP_SESSIONS]].min()
     window = AnalysisWindow(window_start, bar_ends(spx["timestamp"].tail(1)).iloc[0])
-    return InputData(holdings=holdings[layout.HOLDINGS_COLUMNS], vix=vix, spx=spx, window=window)
+    return InputData(bars=bars[layout.CONTRACT_BAR_COLUMNS], vix=vix, spx=spx, window=window)

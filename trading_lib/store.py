@@ -120,7 +120,7 @@ def to_store_rows(data: InputData) -> pd.DataFrame:
     """The three frames of ``data`` as store rows (stocks, ^GSPC and ^VIX with a symbol column)."""
     return pd.concat(
         [
-            data.holdings.rename(columns={"contract": "symbol"})[layout.BAR_STORE_COLUMNS],
+            data.bars.rename(columns={"contract": "symbol"})[layout.BAR_STORE_COLUMNS],
             data.spx[layout.BAR_COLUMNS].assign(symbol=MARKET_INDEX)[layout.BAR_STORE_COLUMNS],
             data.vix[layout.BAR_COLUMNS].assign(symbol=VOLATILITY_INDEX)[layout.BAR_STORE_COLUMNS],
         ],
@@ -129,12 +129,12 @@ def to_store_rows(data: InputData) -> pd.DataFrame:
 
 
 def split_rows(rows: pd.DataFrame, window: AnalysisWindow) -> InputData:
-    """Store rows back into (holdings, ^VIX, ^GSPC) frames."""
+    """Store rows back into (bars, ^VIX, ^GSPC) frames."""
     is_stock = ~rows["symbol"].isin(INDICES)
-    holdings = rows.loc[is_stock].rename(columns={"symbol": "contract"})
+    bars = rows.loc[is_stock].rename(columns={"symbol": "contract"})
     columns = [c for c in layout.BAR_COLUMNS if c in rows.columns]
     return InputData(
-        holdings=holdings.reset_index(drop=True),
+        bars=bars.reset_index(drop=True),
         vix=rows.loc[rows["symbol"] == VOLATILITY_INDEX, columns].reset_index(drop=True),
         spx=rows.loc[rows["symbol"] == MARKET_INDEX, columns].reset_index(drop=True),
         window=window,

@@ -55,7 +55,7 @@ RULES = {
     "market_data": f"{MARKET_INDEX} and {VOLATILITY_INDEX} have a valid close (finite, > 0) of their own "
     "bar at every stock bar timestamp (a gap is never filled from an earlier bar): FAIL otherwise, "
     "one issue per index and bar (that partition could not be analysed), FAIL if either is empty",
-    # The data contract (trading_lib.bar_contract) on the holdings, ^GSPC and ^VIX: every violating
+    # The data contract (trading_lib.bar_contract) on the contracts' bars, ^GSPC and ^VIX: every violating
     # bar is one FAIL issue.
     "duplicates": f"a repeated (contract, timestamp), or a repeated {MARKET_INDEX}/{VOLATILITY_INDEX} "
     "timestamp, identical rows included: FAIL, one issue per repeat",
@@ -65,7 +65,7 @@ RULES = {
     "volume_values": "volume infinite, negative or not a number (NaN allowed): FAIL, one issue per bar",
     "timestamp_type": "timestamps not timezone-aware date-times (naive, text, integers) or missing "
     "(NaT): FAIL, one issue per bar; the calendar checks are skipped when the type is wrong",
-    "columns": "a frame without its timestamp column (or the holdings without contract): FAIL",
+    "columns": "a frame without its timestamp column (or the bars without contract): FAIL",
     "contracts": "every requested contract is in the data: FAIL otherwise",
     "splits": "a close-to-close ratio between consecutive stored bars of a contract within "
     f"{SPLIT_TOLERANCE:.0%} of a split factor or its inverse (x2, x3, x1/2, x1/3, x3/2 ... x50) while "
@@ -128,19 +128,19 @@ def _issues(check: str, severity: str, contract, timestamp, detail) -> pd.DataFr
     return frame[ISSUE_COLUMNS].reset_index(drop=True)
 
 
-def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
-    values = holdings[list(VALUE_COLUMNS)].to_numpy(dtype="float64")
+def _missing_values(bars: pd.DataFrame) -> list[pd.DataFrame]:
+    values = bars[list(VALUE_COLUMNS)].to_numpy(dtype="float64")
     # Which columns are missing, as bits: a run is consecutive bars of one contract missing the same
     # ones. Only NaN is missing: inf, 0 or a negative price is a contract violation (price_values).
     pattern = np.isnan(values) @ (1 << np.arange(len(VALUE_COLUMNS)))
     if not pattern.any():
         return []
-    contract = holdings["contract"].to_numpy()
+    contract = bars["contract"].to_numpy()
     starts_run = np.r_[True, (pattern[1:] != pattern[:-1]) | (contract[1:] != contract[:-1])]
     missing = pattern > 0
     runs = (
         pd.DataFrame({"run": np.cumsum(starts_run), "pattern": pattern, "contract": contract})
-        .assign(timestamp=holdings["timestamp"].array)[missing]
+        .assign(timestamp=bars["timestamp"].array)[missing]
         .groupby("run", sort=True)
         .agg(
             contract=("contract", "first"),
@@ -170,10 +170,10 @@ def _missing_values(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     return found
 
 
-def _outliers(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.DataFrame]:
+def _outliers(bars: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.DataFrame]:
     # A bar return links a bar to the grid bar right before it: none across a missing bar or next
     # to a missing close (completeness / missing_values report those, a multi-bar move is no outlier).
-    bars = holdings.assign(close=_valid(holdings["close"]))  # contract violations are no returns
+    bars = bars.assign(close=_valid(bars["close"]))  # contract violations are no returns
     contract = bars["contract"]
     position = pd.Series(expected.get_indexer(bars["timestamp"]), index=bars.index).where(lambda p: p >= 0)
     adjacent = position - position.groupby(contract).shift() == 1
@@ -203,11 +203,11 @@ def _outliers(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.Dat
     return [_issues("outliers", "WARN", contract[flagged], bars.loc[flagged, "timestamp"], detail)]
 
 
-def _splits(holdings: pd.DataFrame, spx: pd.DataFrame) -> list[pd.DataFrame]:
+def _splits(bars: pd.DataFrame, spx: pd.DataFrame) -> list[pd.DataFrame]:
     """Jumps between consecutive stored bars of a contract (across gaps and sessions too: splits
     happen overnight) that look like an unadjusted split: the ratio near a split factor while the
     index stayed put between the same two bars."""
-    bars = holdings.assign(close=_valid(holdings["close"])).dropna(subset=["close"])
+    bars = bars.assign(close=_valid(bars["close"])).dropna(subset=["close"])
     if bars.empty:
         return []
     previous = bars.groupby("contract", sort=False)[["close", "timestamp"]].shift()
@@ -264,20 +264,20 @@ def _splits(holdings: pd.DataFrame, spx: pd.DataFrame) -> list[pd.DataFrame]:
     return [_issues("splits", "FAIL", hit["contract"], hit["timestamp"], detail)]
 
 
-def _stale_feed(holdings: pd.DataFrame) -> list[pd.DataFrame]:
+def _stale_feed(bars: pd.DataFrame) -> list[pd.DataFrame]:
     """Sessions of a contract in which every close is the same, or every volume is zero."""
-    if holdings.empty:
+    if bars.empty:
         return []
-    session = holdings["timestamp"].dt.tz_localize(None).dt.normalize().rename("session")
-    close = _valid(holdings["close"])
-    volume = holdings["volume"].astype("float64")
+    session = bars["timestamp"].dt.tz_localize(None).dt.normalize().rename("session")
+    close = _valid(bars["close"])
+    volume = bars["volume"].astype("float64")
     grouped = pd.DataFrame(
         {
-            "contract": holdings["contract"].to_numpy(),
+            "contract": bars["contract"].to_numpy(),
             "session": session.to_numpy(),
             "close": close.to_numpy(),
         }
-    ).assign(volume=volume.to_numpy(), timestamp=holdings["timestamp"].array)
+    ).assign(volume=volume.to_numpy(), timestamp=bars["timestamp"].array)
     per_session = grouped.groupby(["contract", "session"], sort=True).agg(
         first=("timestamp", "min"),
         bars=("timestamp", "size"),
@@ -313,22 +313,20 @@ def _stale_feed(holdings: pd.DataFrame) -> list[pd.DataFrame]:
     ]
 
 
-def _expected_grid(holdings: pd.DataFrame) -> pd.DatetimeIndex:
+def _expected_grid(bars: pd.DataFrame) -> pd.DatetimeIndex:
     """The NYSE bar starts from the data's first bar to its last."""
-    if holdings.empty:
+    if bars.empty:
         return pd.DatetimeIndex([], tz=layout.EXCHANGE_TZ).as_unit(layout.TIMESTAMP_UNIT)
-    first, last = holdings["timestamp"].min(), holdings["timestamp"].max()
+    first, last = bars["timestamp"].min(), bars["timestamp"].max()
     expected = sessions.bar_starts(first, last)
     return expected[(expected >= first) & (expected <= last)]
 
 
-def _completeness(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.DataFrame]:
-    if holdings.empty:
+def _completeness(bars: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd.DataFrame]:
+    if bars.empty:
         return []
-    grid = pd.MultiIndex.from_product(
-        [holdings["contract"].unique(), expected], names=["contract", "timestamp"]
-    )
-    present = pd.MultiIndex.from_frame(holdings[["contract", "timestamp"]].drop_duplicates())
+    grid = pd.MultiIndex.from_product([bars["contract"].unique(), expected], names=["contract", "timestamp"])
+    present = pd.MultiIndex.from_frame(bars[["contract", "timestamp"]].drop_duplicates())
     found = []
 
     absent = grid.difference(present).to_frame(index=False)
@@ -371,7 +369,7 @@ def _completeness(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd
 
     on_grid = present.intersection(grid).get_level_values("contract")
     coverage = pd.Series(1, index=on_grid).groupby(level=0).size() / len(expected)
-    coverage = coverage.reindex(holdings["contract"].unique(), fill_value=0.0)
+    coverage = coverage.reindex(bars["contract"].unique(), fill_value=0.0)
     failing = coverage[coverage < COMPLETENESS_FAIL_FRACTION]
     if not failing.empty:
         detail = failing.map(
@@ -381,9 +379,9 @@ def _completeness(holdings: pd.DataFrame, expected: pd.DatetimeIndex) -> list[pd
     return found
 
 
-def _market_data(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> list[pd.DataFrame]:
+def _market_data(bars: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> list[pd.DataFrame]:
     found = []
-    stock_bars = pd.Index(holdings["timestamp"].unique()).sort_values()
+    stock_bars = pd.Index(bars["timestamp"].unique()).sort_values()
     for symbol, key, frame in ((MARKET_INDEX, "bar store", spx), (VOLATILITY_INDEX, "bar store", vix)):
         available = frame.loc[_valid(frame["close"]).notna(), "timestamp"]
         if available.empty:
@@ -404,10 +402,10 @@ def _valid(prices: pd.Series) -> pd.Series:
         return pd.Series(np.where(np.isfinite(values) & (values > 0), values, np.nan), index=prices.index)
 
 
-def _contract(holdings: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
+def _contract(bars: pd.DataFrame, spx: pd.DataFrame, vix: pd.DataFrame) -> dict[str, list[pd.DataFrame]]:
     """Every bar that violates the data contract, one FAIL issue each, by check name."""
     found: dict[str, list[pd.DataFrame]] = {name: [] for name in CONTRACT_CHECKS}
-    for symbol, frame in ((None, holdings), (MARKET_INDEX, spx), (VOLATILITY_INDEX, vix)):
+    for symbol, frame in ((None, bars), (MARKET_INDEX, spx), (VOLATILITY_INDEX, vix)):
         bad = bar_contract.violations(frame, symbol_column="contract" if symbol is None else None)
         if bad.empty:
             continue
@@ -427,30 +425,30 @@ def _time_checkable(*frames: pd.DataFrame) -> bool:
 
 
 def validate_inputs(data: InputData, contracts: list[str] | None = None) -> ValidationReport:
-    """Run every check on ``data`` (only ``contracts`` of the holdings, when given)."""
-    holdings = data.holdings.sort_values(["contract", "timestamp"], kind="stable").reset_index(drop=True)
+    """Run every check on ``data`` (only ``contracts``, when given)."""
+    bars = data.bars.sort_values(["contract", "timestamp"], kind="stable").reset_index(drop=True)
     spx, vix = data.spx, data.vix
     found: dict[str, list[pd.DataFrame]] = {name: [] for name in RULES}
     if contracts:
         wanted = validate_symbols(list(contracts))
-        unknown = sorted(set(wanted) - set(holdings["contract"].unique()))
+        unknown = sorted(set(wanted) - set(bars["contract"].unique()))
         if unknown:
             found["contracts"].append(
                 _issues("contracts", "FAIL", unknown, None, "requested contract not in the data")
             )
-        holdings = holdings[holdings["contract"].isin(wanted)].reset_index(drop=True)
-    for name, parts in _contract(holdings, spx, vix).items():
+        bars = bars[bars["contract"].isin(wanted)].reset_index(drop=True)
+    for name, parts in _contract(bars, spx, vix).items():
         found[name] += parts
-    timed = _time_checkable(holdings, spx, vix)
+    timed = _time_checkable(bars, spx, vix)
     if timed:  # a bar without a timestamp (NaT) is the contract's; the calendar checks skip it
-        holdings, spx, vix = (f[f["timestamp"].notna()] for f in (holdings, spx, vix))
-        holdings = holdings.reset_index(drop=True)
-        unique_bars = holdings.drop_duplicates(["contract", "timestamp"])  # repeats: the contract's
-        found["missing_values"] += _missing_values(holdings)
+        bars, spx, vix = (f[f["timestamp"].notna()] for f in (bars, spx, vix))
+        bars = bars.reset_index(drop=True)
+        unique_bars = bars.drop_duplicates(["contract", "timestamp"])  # repeats: the contract's
+        found["missing_values"] += _missing_values(bars)
         expected = _expected_grid(unique_bars)
         found["outliers"] += _outliers(unique_bars, expected)
         found["completeness"] += _completeness(unique_bars, expected)
-        found["market_data"] += _market_data(holdings, spx, vix)
+        found["market_data"] += _market_data(bars, spx, vix)
         found["splits"] += _splits(unique_bars, spx)
         found["stale_feed"] += _stale_feed(unique_bars)
 
@@ -467,8 +465,8 @@ def validate_inputs(data: InputData, contracts: list[str] | None = None) -> Vali
         status=status,
         issues=issues,
         checks=checks,
-        rows=len(holdings),
-        contracts=int(holdings["contract"].nunique()),
-        first_timestamp=holdings["timestamp"].min() if timed and len(holdings) else None,
-        last_timestamp=holdings["timestamp"].max() if timed and len(holdings) else None,
+        rows=len(bars),
+        contracts=int(bars["contract"].nunique()),
+        first_timestamp=bars["timestamp"].min() if timed and len(bars) else None,
+        last_timestamp=bars["timestamp"].max() if timed and len(bars) else None,
     )

@@ -113,8 +113,8 @@ def test_aggregate_portfolio_report_equals_the_direct_computation(dagbag, data_r
     run = dagbag.dags["aggregate_portfolio"].test()
     assert run.state == "success"
     direct = _direct_results(data_root)
-    holdings = _stored_bars(data_root).rename(columns={"symbol": "contract"})
-    expected = build_portfolio_report(direct, holdings).to_dict()
+    bars = _stored_bars(data_root).rename(columns={"symbol": "contract"})
+    expected = build_portfolio_report(direct, bars).to_dict()
     stored = Storage(str(data_root)).read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
     assert stored["summary"] == expected["summary"]
     assert stored["timeseries"] == expected["timeseries"]

@@ -130,8 +130,8 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
     storage = Storage(str(data_root))
     store = BarStore(storage)
     rows = store.read_sessions(store.sessions())
-    holdings = rows[~rows["symbol"].str.startswith("^")].rename(columns={"symbol": "contract"})
-    direct = compute_signals(holdings, rows[rows["symbol"] == "^GSPC"], rows[rows["symbol"] == "^VIX"])
+    bars = rows[~rows["symbol"].str.startswith("^")].rename(columns={"symbol": "contract"})
+    direct = compute_signals(bars, rows[rows["symbol"] == "^GSPC"], rows[rows["symbol"] == "^VIX"])
     window = pipeline.resolve_window(storage)  # a manual run's default: the last 24 stored bars
     direct = direct[window.contains(direct["timestamp"])].reset_index(drop=True)
     keys = [f"{layout.RESULTS_PREFIX}/{key}" for key in _result_files(data_root)]
@@ -139,7 +139,7 @@ def test_pipeline_runs_every_partition_and_aggregates_once(client, data_root, fi
     pd.testing.assert_frame_equal(written, direct, check_exact=True)
 
     expected_partitions = direct[["contract", "timestamp"]]
-    report = build_portfolio_report(direct, holdings, expected_partitions).to_dict()
+    report = build_portfolio_report(direct, bars, expected_partitions).to_dict()
     stored = storage.read_json(layout.report_key(pipeline.PORTFOLIO_REPORT))
     assert stored["summary"] == report["summary"]
     assert stored["contracts"] == report["contracts"]

@@ -48,7 +48,7 @@ def one_factor(
     grid = bar_grid(sessions)
     market = rng.normal(0.0, 0.004, len(grid))
     true_betas = dict(zip(contracts, betas or rng.uniform(0.4, 1.8, len(contracts)), strict=True))
-    holdings = pd.concat(
+    contract_bars = pd.concat(
         [
             bars(grid, 100.0 * np.cumprod(1.0 + beta * market + rng.normal(0.0, 0.003, len(grid)))).assign(
                 contract=name
@@ -56,26 +56,26 @@ def one_factor(
             for name, beta in true_betas.items()
         ],
         ignore_index=True,
-    )[layout.HOLDINGS_COLUMNS]
+    )[layout.CONTRACT_BAR_COLUMNS]
     spx = bars(grid, 4000.0 * np.cumprod(1.0 + market))
     vix = bars(grid, np.clip(20.0 * np.exp(np.cumsum(rng.normal(0.0, 0.05, len(grid)))), 10.0, 45.0))
-    return InputData(holdings, vix, spx, whole_range(holdings, spx)), true_betas
+    return InputData(contract_bars, vix, spx, whole_range(contract_bars, spx)), true_betas
 
 
 def with_gaps(data: InputData) -> InputData:
     """The same data with the defects real feeds have: a missing stock bar, a NaN close, a
     stock bar with no ^GSPC bar, a bar with no VIX, and a contract listed late."""
-    holdings, spx, vix = data.holdings.copy(), data.spx.copy(), data.vix.copy()
-    first = holdings["contract"].iloc[0]
-    rows = holdings.index[holdings["contract"] == first]
-    holdings = holdings.drop(index=rows[40])  # missing bar: the next return spans the gap
-    holdings.loc[rows[55], "close"] = np.nan
-    last = holdings["contract"].iloc[-1]
-    holdings = holdings.drop(index=holdings.index[holdings["contract"] == last][:30])  # listed late
+    bars, spx, vix = data.bars.copy(), data.spx.copy(), data.vix.copy()
+    first = bars["contract"].iloc[0]
+    rows = bars.index[bars["contract"] == first]
+    bars = bars.drop(index=rows[40])  # missing bar: the next return spans the gap
+    bars.loc[rows[55], "close"] = np.nan
+    last = bars["contract"].iloc[-1]
+    bars = bars.drop(index=bars.index[bars["contract"] == last][:30])  # listed late
     spx = spx.drop(index=spx.index[60])
     vix = vix.drop(index=vix.index[70])
     return InputData(
-        holdings.reset_index(drop=True), vix.reset_index(drop=True), spx.reset_index(drop=True), data.window
+        bars.reset_index(drop=True), vix.reset_index(drop=True), spx.reset_index(drop=True), data.window
     )
 
 
@@ -95,7 +95,7 @@ def _read_csv(symbol: str) -> pd.DataFrame:
 
 def real() -> InputData:
     """The real hourly bars of 2022-03-14 .. 2022-04-18 (5 stocks, ^GSPC, ^VIX)."""
-    holdings = pd.concat([_read_csv(s).assign(contract=s) for s in REAL_STOCKS], ignore_index=True)
-    holdings = holdings[layout.HOLDINGS_COLUMNS].sort_values(["contract", "timestamp"], ignore_index=True)
+    bars = pd.concat([_read_csv(s).assign(contract=s) for s in REAL_STOCKS], ignore_index=True)
+    bars = bars[layout.CONTRACT_BAR_COLUMNS].sort_values(["contract", "timestamp"], ignore_index=True)
     spx, vix = _read_csv("^GSPC"), _read_csv("^VIX")
-    return InputData(holdings, vix, spx, whole_range(holdings, spx))
+    return InputData(bars, vix, spx, whole_range(bars, spx))

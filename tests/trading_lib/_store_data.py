@@ -16,11 +16,11 @@ def session_bars(day: str = "2024-01-02", n: int = 5, close: float = 1.5) -> pd.
 
 def session_data(day: str = "2024-01-02", close: float = 1.5, contracts=("MSFT", "AAPL")) -> InputData:
     """Two stocks and the two indices over five bars of ``day``; stocks close at ``close``."""
-    holdings = pd.concat(
+    bars = pd.concat(
         [session_bars(day, close=close).assign(contract=c) for c in contracts], ignore_index=True
     )
     window = AnalysisWindow.parse(f"{day}T11:30:00-05:00", f"{day}T14:30:00-05:00")
-    return InputData(holdings=holdings, vix=session_bars(day), spx=session_bars(day), window=window)
+    return InputData(bars=bars, vix=session_bars(day), spx=session_bars(day), window=window)
 
 
 def upsert_concurrently(

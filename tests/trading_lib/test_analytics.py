@@ -23,7 +23,7 @@ def real_bars() -> InputData:
 
 
 def _signals(data: InputData) -> pd.DataFrame:
-    return compute_signals(data.holdings, data.spx, data.vix)
+    return compute_signals(data.bars, data.spx, data.vix)
 
 
 def _stored(tmp_path, data: InputData) -> Storage:
@@ -60,9 +60,7 @@ def test_results_do_not_depend_on_where_the_history_starts(synthetic):
     """Rows whose beta window lies after a cut are bit-identical with or without the history
     before it (a window sum taken as a difference of running sums would not be)."""
     cut = synthetic.spx["timestamp"].iloc[10]
-    trimmed = [
-        frame[frame["timestamp"] >= cut] for frame in (synthetic.holdings, synthetic.spx, synthetic.vix)
-    ]
+    trimmed = [frame[frame["timestamp"] >= cut] for frame in (synthetic.bars, synthetic.spx, synthetic.vix)]
     full, short = _signals(synthetic), compute_signals(*trimmed)
     settled = synthetic.spx["timestamp"].iloc[10 + analytics.BETA_WINDOW_BARS]
     rows_full, rows_short = full[full["timestamp"] >= settled], short[short["timestamp"] >= settled]
@@ -75,11 +73,11 @@ def test_results_do_not_depend_on_where_the_history_starts(synthetic):
 def test_result_schema_and_order(synthetic):
     result = _signals(synthetic)
     assert list(result.columns) == layout.RESULT_COLUMNS
-    assert len(result) == len(synthetic.holdings)
+    assert len(result) == len(synthetic.bars)
     assert result["beta_observations"].dtype == np.int64
     assert str(result["timestamp"].dt.tz) == layout.EXCHANGE_TZ
     assert set(result["signal"]) == set(layout.SIGNALS)
-    shuffled = synthetic.holdings.sample(frac=1.0, random_state=1)
+    shuffled = synthetic.bars.sample(frac=1.0, random_state=1)
     pd.testing.assert_frame_equal(
         compute_signals(shuffled, synthetic.spx, synthetic.vix), result, check_exact=True
     )
@@ -87,7 +85,7 @@ def test_result_schema_and_order(synthetic):
 
 def test_returns_are_on_each_series_own_previous_bar(synthetic):
     result = _signals(synthetic).set_index(["contract", "timestamp"])
-    for contract, bars_ in synthetic.holdings.groupby("contract"):
+    for contract, bars_ in synthetic.bars.groupby("contract"):
         expected = _returns(bars_.set_index("timestamp")["close"])
         np.testing.assert_array_equal(result.loc[contract, "bar_return"].to_numpy(), expected.to_numpy())
     market = _returns(synthetic.spx.set_index("timestamp")["close"])
@@ -101,8 +99,8 @@ def test_beta_equals_empyrical_on_the_trailing_window(request, which):
     result = _signals(data)
     market = _returns(data.spx.set_index("timestamp")["close"])
     checked = 0
-    for contract in sorted(data.holdings["contract"].unique()):
-        stock = _returns(data.holdings[data.holdings["contract"] == contract].set_index("timestamp")["close"])
+    for contract in sorted(data.bars["contract"].unique()):
+        stock = _returns(data.bars[data.bars["contract"] == contract].set_index("timestamp")["close"])
         rows = result[(result["contract"] == contract) & result["beta"].notna()]
         for row in rows.iloc[:: max(1, len(rows) // 8)].itertuples():
             window = market.loc[: row.timestamp].tail(analytics.BETA_WINDOW_BARS).index
@@ -123,14 +121,14 @@ def test_beta_recovers_the_one_factor_model():
 
 
 def test_beta_uses_only_data_up_to_t(synthetic):
-    cut = synthetic.holdings["timestamp"].iloc[50]
-    later = synthetic.holdings["timestamp"] > cut
-    holdings = synthetic.holdings.copy()
-    holdings.loc[later, "close"] *= np.linspace(0.5, 1.5, later.sum())
+    cut = synthetic.bars["timestamp"].iloc[50]
+    later = synthetic.bars["timestamp"] > cut
+    bars = synthetic.bars.copy()
+    bars.loc[later, "close"] *= np.linspace(0.5, 1.5, later.sum())
     spx, vix = synthetic.spx.copy(), synthetic.vix.copy()
     spx.loc[spx["timestamp"] > cut, "close"] *= 1.3
     vix.loc[vix["timestamp"] > cut, "close"] = 80.0
-    before, after = _signals(synthetic), compute_signals(holdings, spx, vix)
+    before, after = _signals(synthetic), compute_signals(bars, spx, vix)
     upto = before["timestamp"] <= cut
     pd.testing.assert_frame_equal(before[upto], after[upto], check_exact=True)
     assert not before[~upto]["beta"].equals(after[~upto]["beta"])  # the change did reach later rows
@@ -157,7 +155,7 @@ def test_beta_needs_enough_pairs_and_market_variance():
 def test_thresholds_widen_with_vix(synthetic):
     counts = []
     for level, factor in [(5.0, 0.5), (20.0, 1.0), (30.0, 1.5), (50.0, 2.5), (200.0, 3.0)]:
-        result = compute_signals(synthetic.holdings, synthetic.spx, synthetic.vix.assign(close=level))
+        result = compute_signals(synthetic.bars, synthetic.spx, synthetic.vix.assign(close=level))
         quoted = result["vix"].notna()  # the with_gaps data lacks VIX on one bar
         assert np.allclose(result.loc[quoted, "buy_threshold"], 0.002 * factor, rtol=1e-15)
         assert result.loc[~quoted, "buy_threshold"].isna().all() and (~quoted).sum() == 3
@@ -199,9 +197,9 @@ def test_signal_rule_on_every_row(synthetic):
 
 def test_missing_values_give_nan_and_hold(synthetic):
     result = _signals(synthetic).set_index(["contract", "timestamp"])
-    holdings = synthetic.holdings
-    first = holdings["contract"].iloc[0]
-    closes = holdings[holdings["contract"] == first].set_index("timestamp")["close"]
+    bars = synthetic.bars
+    first = bars["contract"].iloc[0]
+    closes = bars[bars["contract"] == first].set_index("timestamp")["close"]
     nan_bar = closes.index[closes.isna()][0]
     after_nan = closes.index[closes.index.get_loc(nan_bar) + 1]
     for ts in (nan_bar, after_nan):  # a NaN close spoils its own return and the next one
@@ -213,7 +211,7 @@ def test_missing_values_give_nan_and_hold(synthetic):
     before, after = closes.index[closes.index < gap][-1], closes.index[closes.index > gap][0]
     assert result.loc[(first, after), "bar_return"] == closes[after] / closes[before] - 1.0
     # a stock bar without a ^GSPC bar: no market return, but beta over the last 70 market bars
-    all_bars = pd.DatetimeIndex(holdings["timestamp"].unique())
+    all_bars = pd.DatetimeIndex(bars["timestamp"].unique())
     no_market = all_bars[~all_bars.isin(grid)][0]
     row = result.loc[("BBB", no_market)]
     assert np.isnan(row["market_return"]) and np.isfinite(row["beta"]) and row["signal"] == "HOLD"
@@ -230,8 +228,8 @@ def test_missing_values_give_nan_and_hold(synthetic):
 
 def test_partition_timestamp_forms(tmp_path, synthetic):
     storage = _stored(tmp_path, synthetic)
-    ts = synthetic.holdings["timestamp"].iloc[100]
-    contract = synthetic.holdings["contract"].iloc[100]
+    ts = synthetic.bars["timestamp"].iloc[100]
+    contract = synthetic.bars["contract"].iloc[100]
     expected = analyze_partition(storage, contract, ts)
     for form in (ts.isoformat(), ts.tz_convert("UTC").isoformat(), ts.tz_localize(None).isoformat()):
         pd.testing.assert_frame_equal(
@@ -257,7 +255,7 @@ def test_unknown_partition_names_contract_and_timestamp(tmp_path, synthetic):
 
 def test_empty_and_unsorted_market_inputs():
     data, _ = one_factor(sessions=12, seed=9)
-    empty = compute_signals(data.holdings.iloc[:0], data.spx, data.vix)
+    empty = compute_signals(data.bars.iloc[:0], data.spx, data.vix)
     assert list(empty.columns) == layout.RESULT_COLUMNS and empty.empty
-    reversed_ = compute_signals(data.holdings, data.spx.iloc[::-1], data.vix.iloc[::-1])
+    reversed_ = compute_signals(data.bars, data.spx.iloc[::-1], data.vix.iloc[::-1])
     pd.testing.assert_frame_equal(reversed_, _signals(data), check_exact=True)

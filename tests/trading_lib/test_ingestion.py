@@ -73,7 +73,7 @@ def _ingest(server, tmp_path, symbols=STOCKS, **kwargs):
 
 
 def read_inputs(storage: Storage) -> InputData:
-    """Everything in the bar store, as (holdings, ^VIX, ^GSPC) frames."""
+    """Everything in the bar store, as (bars, ^VIX, ^GSPC) frames."""
     store = BarStore(storage)
     rows = store.read_sessions(store.sessions())
     return split_rows(
@@ -93,7 +93,7 @@ def test_fetched_bars_equal_the_real_bars_and_vix_is_aligned(server, tmp_path):
     for symbol in STOCKS:
         expected = server.expected(symbol)
         expected = expected[expected["timestamp"] >= fetch_start].reset_index(drop=True)
-        got = data.holdings[data.holdings["contract"] == symbol].reset_index(drop=True)
+        got = data.bars[data.bars["contract"] == symbol].reset_index(drop=True)
         assert got["timestamp"].tolist() == expected["timestamp"].tolist()
         for column in ("open", "high", "low", "close"):
             assert got[column].to_numpy() == pytest.approx(expected[column.title()].to_numpy(), rel=1e-9)
@@ -488,7 +488,7 @@ def test_until_stores_only_the_bars_that_had_ended_by_then(server, tmp_path):
     _ingest(server, tmp_path, until=until.isoformat())
     data = read_inputs(Storage(str(tmp_path)))
     assert data.spx["timestamp"].max() == pd.Timestamp(f"{last_day} 10:30", tz=layout.EXCHANGE_TZ)
-    assert data.holdings["timestamp"].max() == pd.Timestamp(f"{last_day} 10:30", tz=layout.EXCHANGE_TZ)
+    assert data.bars["timestamp"].max() == pd.Timestamp(f"{last_day} 10:30", tz=layout.EXCHANGE_TZ)
     later = _ingest(server, tmp_path)  # the next run: the rest of that session arrives
     assert later.written["bars_added"] == 5 * len(STOCKS + ["^GSPC", "^VIX"])
     assert later.written["sessions_written"] == [last_day]

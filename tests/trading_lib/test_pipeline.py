@@ -19,9 +19,9 @@ from trading_lib.store import BarStore
 def storage(tmp_path):
     ts = pd.date_range("2024-01-02 09:30", periods=6, freq="h", tz="America/New_York")
     bars = pd.DataFrame({"timestamp": ts, "open": 1.0, "high": 2.0, "low": 0.5, "close": 1.5, "volume": 1.0})
-    holdings = pd.concat([bars.assign(contract=c) for c in ("MSFT", "AAPL")], ignore_index=True)
+    contract_bars = pd.concat([bars.assign(contract=c) for c in ("MSFT", "AAPL")], ignore_index=True)
     storage = Storage(str(tmp_path))
-    BarStore(storage).write(InputData(holdings, bars, bars, AnalysisWindow(ts[0], ts[5])), source="test")
+    BarStore(storage).write(InputData(contract_bars, bars, bars, AnalysisWindow(ts[0], ts[5])), source="test")
     return storage
 
 
@@ -153,7 +153,7 @@ def test_the_portfolio_report_names_the_trade_before_a_missing_session(tmp_path)
     data = real()
     storage = Storage(str(tmp_path))
     BarStore(storage).write(data, source="real bars")
-    results = compute_signals(data.holdings, data.spx, data.vix)
+    results = compute_signals(data.bars, data.spx, data.vix)
     friday = results[results["timestamp"].dt.strftime("%Y-%m-%d") == "2022-03-18"]
     for _, row in friday.iterrows():  # seven bars x five contracts: the files a run would write
         storage.write_parquet(layout.result_key(row["contract"], row["timestamp"]), friday.loc[[row.name]])

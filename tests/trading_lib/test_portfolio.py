@@ -21,7 +21,7 @@ from trading_lib.portfolio import (
 T = pd.date_range("2024-01-02 09:30", periods=4, freq="h", tz="America/New_York", unit="us")
 
 
-def _holdings() -> pd.DataFrame:
+def _bars() -> pd.DataFrame:
     # AAPL 100 -> 110 -> 99 -> 99: next returns +10 %, -10 %, 0, none
     # MSFT  50 ->  50 -> 55 -> 44: next returns 0, +10 %, -20 %, none
     return pd.DataFrame(
@@ -46,11 +46,11 @@ def _results() -> pd.DataFrame:
 
 
 def _expected() -> pd.DataFrame:
-    return _holdings()[["contract", "timestamp"]]
+    return _bars()[["contract", "timestamp"]]
 
 
 def test_trades_are_judged_on_the_next_bar_of_the_input():
-    trades = evaluate_trades(_results(), _holdings())
+    trades = evaluate_trades(_results(), _bars())
     # MSFT at T[0] gets its next return from the input bar T[1], whose partition is missing
     assert trades["next_return"].tolist() == pytest.approx(
         [0.1, -0.1, 0.0, np.nan, 0.0, -0.2, np.nan], nan_ok=True
@@ -65,7 +65,7 @@ def test_trades_are_judged_on_the_next_bar_of_the_input():
 
 
 def test_report_numbers_on_a_hand_checked_example():
-    report = build_portfolio_report(_results(), _holdings(), _expected())
+    report = build_portfolio_report(_results(), _bars(), _expected())
     s = report.summary
     assert set(s) == {
         "contracts", "partitions", "expected_partitions", "missing_partitions", "trades", "closed_trades",
@@ -126,20 +126,20 @@ def test_report_numbers_on_a_hand_checked_example():
 
 
 def test_missing_partitions_are_listed_and_counted():
-    report = build_portfolio_report(_results(), _holdings(), _expected())
+    report = build_portfolio_report(_results(), _bars(), _expected())
     assert report.missing_partitions.to_dict(orient="records") == [{"contract": "MSFT", "timestamp": T[1]}]
     payload = report.to_dict()
     assert payload["missing_partitions"] == [{"contract": "MSFT", "timestamp": T[1].isoformat()}]
     assert payload["summary"]["missing_partitions"] == 1
     # expected given as ISO strings (as a manifest holds them) matches the same partitions
     as_text = _expected().assign(timestamp=[t.isoformat() for t in _expected()["timestamp"]])
-    assert build_portfolio_report(_results(), _holdings(), as_text).summary["missing_partitions"] == 1
-    complete = build_portfolio_report(_results(), _holdings())
+    assert build_portfolio_report(_results(), _bars(), as_text).summary["missing_partitions"] == 1
+    complete = build_portfolio_report(_results(), _bars())
     assert complete.summary["missing_partitions"] == 0 and complete.summary["expected_partitions"] == 7
 
 
 def test_to_dict_is_strict_json():
-    report = build_portfolio_report(_results(), _holdings(), _expected())
+    report = build_portfolio_report(_results(), _bars(), _expected())
     payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert set(payload) == {
         "summary",
@@ -153,7 +153,7 @@ def test_to_dict_is_strict_json():
     assert payload["timeseries"][-1]["portfolio_return"] is None
     assert payload["contracts"][0]["contract"] == "AAPL" and payload["contracts"][0]["buys"] == 2
     holds = _results().assign(signal="HOLD")
-    quiet = json.loads(json.dumps(build_portfolio_report(holds, _holdings()).to_dict(), allow_nan=False))
+    quiet = json.loads(json.dumps(build_portfolio_report(holds, _bars()).to_dict(), allow_nan=False))
     assert quiet["summary"]["win_rate"] is None and quiet["summary"]["sharpe_ratio"] is None
 
 
@@ -164,8 +164,8 @@ def test_sharpe_matches_empyrical_on_kernel_results(source):
         if source == "one_factor"
         else real()
     )
-    results = compute_signals(data.holdings, data.spx, data.vix)
-    report = build_portfolio_report(results, data.holdings)
+    results = compute_signals(data.bars, data.spx, data.vix)
+    report = build_portfolio_report(results, data.bars)
     returns = report.timeseries["portfolio_return"].dropna()
     # no next return: the last bar, and the bars whose next NYSE bar is not in the data (the real
     # bars lack the session of 2022-03-21; the synthetic weekdays hold holidays, off the grid)
@@ -188,7 +188,7 @@ def test_sharpe_matches_empyrical_on_kernel_results(source):
 
 def test_empty_results_give_an_empty_report():
     empty = pd.DataFrame(columns=["contract", "timestamp", "signal", "beta"])
-    report = build_portfolio_report(empty, _holdings(), _expected())
+    report = build_portfolio_report(empty, _bars(), _expected())
     assert report.summary["partitions"] == 0 and report.summary["missing_partitions"] == 8
     assert report.summary["first_timestamp"] is None
     json.dumps(report.to_dict(), allow_nan=False)
@@ -196,13 +196,13 @@ def test_empty_results_give_an_empty_report():
 
 def test_bad_input_names_the_column_or_value():
     with pytest.raises(PortfolioInputError, match="results: missing column.*signal"):
-        evaluate_trades(_results().drop(columns="signal"), _holdings())
-    with pytest.raises(PortfolioInputError, match="holdings: missing column.*close"):
-        evaluate_trades(_results(), _holdings().drop(columns="close"))
+        evaluate_trades(_results().drop(columns="signal"), _bars())
+    with pytest.raises(PortfolioInputError, match="bars: missing column.*close"):
+        evaluate_trades(_results(), _bars().drop(columns="close"))
     with pytest.raises(PortfolioInputError, match="results: missing column.*beta"):
-        build_portfolio_report(_results().drop(columns="beta"), _holdings())
+        build_portfolio_report(_results().drop(columns="beta"), _bars())
     with pytest.raises(PortfolioInputError, match="signal holds STRONG_BUY"):
-        evaluate_trades(_results().assign(signal="STRONG_BUY"), _holdings())
+        evaluate_trades(_results().assign(signal="STRONG_BUY"), _bars())
 
 
 def test_sharpe_standard_error_follows_lo_2002():
@@ -219,7 +219,7 @@ def test_sharpe_standard_error_follows_lo_2002():
 
 
 def test_report_states_returns_and_daily_table():
-    report = build_portfolio_report(_results(), _holdings(), _expected())
+    report = build_portfolio_report(_results(), _bars(), _expected())
     s = report.summary
     returns = report.timeseries["portfolio_return"].dropna()
     assert s["sharpe_returns"] == len(returns) > 0
@@ -238,11 +238,11 @@ def test_a_trade_closes_only_across_the_next_bar_of_the_exchange_grid():
     # Tuesday 2024-11-26 and Monday 12-02 stored; Wednesday 11-27 and the 11-29 early close missing,
     # Thanksgiving (11-28) no session at all
     stored = [_ny(f"2024-11-26 {t}") for t in ("14:30", "15:30")] + [_ny("2024-12-02 09:30")]
-    holdings = pd.DataFrame({"contract": "AAPL", "timestamp": stored, "close": [100.0, 101.0, 110.0]})
+    bars = pd.DataFrame({"contract": "AAPL", "timestamp": stored, "close": [100.0, 101.0, 110.0]})
     results = pd.DataFrame(
         {"contract": "AAPL", "timestamp": stored, "signal": ["BUY", "BUY", "SELL"], "beta": 1.0}
     )
-    trades = evaluate_trades(results, holdings)
+    trades = evaluate_trades(results, bars)
     assert trades["next_bar"].tolist() == [
         _ny("2024-11-26 15:30"),
         _ny("2024-11-27 09:30"),
@@ -252,7 +252,7 @@ def test_a_trade_closes_only_across_the_next_bar_of_the_exchange_grid():
     assert trades["next_return"].tolist() == pytest.approx([0.01, np.nan, np.nan], nan_ok=True)
     assert trades["is_closed"].tolist() == [True, False, False]
     assert trades["open_reason"].tolist() == [None, "missing", "pending"]
-    report = build_portfolio_report(results, holdings)
+    report = build_portfolio_report(results, bars)
     assert (report.summary["open_trades"], report.summary["open_trades_missing_bar"]) == (2, 1)
     assert report.summary["total_pnl"] == pytest.approx(100.0)
     named = report.to_dict()["open_trades"]
@@ -277,7 +277,7 @@ def test_a_trade_closes_only_across_the_next_bar_of_the_exchange_grid():
     # holiday (Wednesday 16:00 -> Friday 10:30): a closed exchange is no missing bar
     wednesday = [_ny("2024-11-27 09:30"), _ny("2024-11-27 15:30"), _ny("2024-11-29 09:30")]
     more = pd.concat(
-        [holdings, pd.DataFrame({"contract": "AAPL", "timestamp": wednesday, "close": [99.0, 100.0, 105.0]})]
+        [bars, pd.DataFrame({"contract": "AAPL", "timestamp": wednesday, "close": [99.0, 100.0, 105.0]})]
     )
     later = pd.DataFrame(
         {"contract": "AAPL", "timestamp": [stored[1], wednesday[1]], "signal": "BUY", "beta": 1.0}
@@ -288,9 +288,9 @@ def test_a_trade_closes_only_across_the_next_bar_of_the_exchange_grid():
 
 
 def test_a_stored_bar_without_a_close_keeps_its_trades_open():
-    holdings = _holdings()
-    holdings.loc[1, "close"] = np.nan  # AAPL at T[1]
-    trades = evaluate_trades(_results(), holdings).set_index(["contract", "timestamp"])
+    bars = _bars()
+    bars.loc[1, "close"] = np.nan  # AAPL at T[1]
+    trades = evaluate_trades(_results(), bars).set_index(["contract", "timestamp"])
     assert trades.loc[("AAPL", T[0]), "open_reason"] == "next_close"
     assert trades.loc[("AAPL", T[1]), "open_reason"] == "close"
     assert not trades.loc[("AAPL", T[0]), "is_closed"]
@@ -301,10 +301,10 @@ def test_on_the_real_bars_the_trades_before_the_missing_sessions_stay_open():
     # each used to close against the bar after the gap (the FB BUY at 03-18 15:30, +249.16 USD,
     # against 03-22 09:30). Good Friday 04-15 is a holiday, no missing session.
     data = real()
-    results = compute_signals(data.holdings, data.spx, data.vix)
-    report = build_portfolio_report(results, data.holdings)
+    results = compute_signals(data.bars, data.spx, data.vix)
+    report = build_portfolio_report(results, data.bars)
     nyse = xcals.get_calendar("XNYS")
-    stored_days = set(data.holdings["timestamp"].dt.strftime("%Y-%m-%d"))
+    stored_days = set(data.bars["timestamp"].dt.strftime("%Y-%m-%d"))
     sessions = nyse.sessions_in_range("2022-03-14", "2022-04-18").strftime("%Y-%m-%d")
     gaps = [day for day in sessions if day not in stored_days]
     assert gaps == ["2022-03-21", "2022-03-29", "2022-04-06"]
@@ -327,5 +327,5 @@ def test_on_the_real_bars_the_trades_before_the_missing_sessions_stay_open():
     assert set(pending["timestamp"]) == {last.isoformat()}
     assert report.summary["open_trades"] == len(stuck) + len(pending) == len(named)
     assert report.summary["closed_trades"] == len(trades) - len(named)
-    thursday = evaluate_trades(results[results["timestamp"] == _ny("2022-04-14 15:30")], data.holdings)
+    thursday = evaluate_trades(results[results["timestamp"] == _ny("2022-04-14 15:30")], data.bars)
     assert set(thursday["next_bar"]) == {_ny("2022-04-18 09:30")} and thursday["next_return"].notna().all()

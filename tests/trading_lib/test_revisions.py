@@ -21,8 +21,8 @@ def gappy() -> InputData:
 
 
 def _results(before: InputData, after: InputData) -> tuple[pd.DataFrame, pd.DataFrame]:
-    a = compute_signals(before.holdings, before.spx, before.vix)
-    b = compute_signals(after.holdings, after.spx, after.vix)
+    a = compute_signals(before.bars, before.spx, before.vix)
+    b = compute_signals(after.bars, after.spx, after.vix)
     assert a[["contract", "timestamp"]].equals(b[["contract", "timestamp"]])
     return a, b
 
@@ -55,17 +55,17 @@ def _assert_exact(found: pd.DataFrame, before: InputData, after: InputData) -> N
 
 def _revise(data: InputData, symbol: str, positions, factor: float = 1.01) -> tuple[InputData, pd.DataFrame]:
     """``data`` with the closes of ``symbol``'s bars at ``positions`` (its own row order) scaled."""
-    holdings, spx, vix = data.holdings.copy(), data.spx.copy(), data.vix.copy()
+    bars, spx, vix = data.bars.copy(), data.spx.copy(), data.vix.copy()
     if symbol == "^GSPC":
         frame, rows = spx, spx.index
     elif symbol == "^VIX":
         frame, rows = vix, vix.index
     else:
-        frame, rows = holdings, holdings.index[holdings["contract"] == symbol]
+        frame, rows = bars, bars.index[bars["contract"] == symbol]
     chosen = rows[list(positions)]
     frame.loc[chosen, "close"] = frame.loc[chosen, "close"] * factor
     revised = pd.DataFrame({"symbol": symbol, "timestamp": frame.loc[chosen, "timestamp"].to_numpy()})
-    return InputData(holdings, vix, spx, data.window), revised
+    return InputData(bars, vix, spx, data.window), revised
 
 
 def _dependent(after: InputData, revised: pd.DataFrame) -> pd.DataFrame:
@@ -105,11 +105,11 @@ def test_a_split_rebasing_of_one_contract_on_real_bars():
     # unchanged except across the re-based part's edge, but every partition from the first revised
     # bar on must be named (its close changed), and only that contract's.
     data = real()
-    holdings = data.holdings.copy()
-    rows = holdings.index[holdings["contract"] == "TSLA"][40:]
-    holdings.loc[rows, "close"] /= 3.0
-    after = InputData(holdings, data.vix, data.spx, data.window)
-    revised = pd.DataFrame({"symbol": "TSLA", "timestamp": holdings.loc[rows, "timestamp"].to_numpy()})
+    bars = data.bars.copy()
+    rows = bars.index[bars["contract"] == "TSLA"][40:]
+    bars.loc[rows, "close"] /= 3.0
+    after = InputData(bars, data.vix, data.spx, data.window)
+    revised = pd.DataFrame({"symbol": "TSLA", "timestamp": bars.loc[rows, "timestamp"].to_numpy()})
     found = _dependent(after, revised)
     assert set(found["contract"]) == {"TSLA"}
     assert len(found) == len(rows)
@@ -120,7 +120,7 @@ def test_the_previous_bar_keeps_its_result(gappy):
     # Its outcome is the revised bar's return, but the outcome is not in the partition's result:
     # the aggregation reads it from the bar store.
     after, revised = _revise(gappy, "AAA", [50])
-    stamp = gappy.holdings.loc[gappy.holdings["contract"] == "AAA", "timestamp"].iloc[49]
+    stamp = gappy.bars.loc[gappy.bars["contract"] == "AAA", "timestamp"].iloc[49]
     found = _dependent(after, revised)
     assert not ((found["contract"] == "AAA") & (found["timestamp"] == stamp)).any()
     assert found["timestamp"].min() == revised["timestamp"].iloc[0]
@@ -135,9 +135,9 @@ def test_nothing_revised_or_unknown_symbols(gappy):
 
 def test_a_missing_close_filled_by_a_refetch(gappy):
     # NaN -> a number: two returns appear, the windows gain a pair (beta_observations change).
-    holdings = gappy.holdings.copy()
-    missing = holdings.index[(holdings["contract"] == "AAA") & holdings["close"].isna()][0]
-    holdings.loc[missing, "close"] = holdings.loc[missing - 1, "close"]
-    after = InputData(holdings, gappy.vix, gappy.spx, gappy.window)
-    revised = pd.DataFrame({"symbol": ["AAA"], "timestamp": [holdings.loc[missing, "timestamp"]]})
+    bars = gappy.bars.copy()
+    missing = bars.index[(bars["contract"] == "AAA") & bars["close"].isna()][0]
+    bars.loc[missing, "close"] = bars.loc[missing - 1, "close"]
+    after = InputData(bars, gappy.vix, gappy.spx, gappy.window)
+    revised = pd.DataFrame({"symbol": ["AAA"], "timestamp": [bars.loc[missing, "timestamp"]]})
     _assert_exact(_dependent(after, revised), gappy, after)

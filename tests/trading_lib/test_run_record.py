@@ -21,8 +21,8 @@ def storage(tmp_path):
 
 def test_each_state_change_updates_the_one_record(storage):
     request = {"run_type": "scheduled", "num_contracts": None}
-    scope = {"window_start": "s", "window_end": "e", "contracts": ["AAPL"]}
-    record_run(storage, "r1", "running", **started_facts("trading_orchestrator", request, scope, None))
+    plan = {"window_start": "s", "window_end": "e", "contracts": ["AAPL"]}
+    record_run(storage, "r1", "running", **started_facts("trading_orchestrator", request, plan, None))
     record_run(storage, "r1", "success", analyze_symbol_run_ids=["r1__AAPL"])
     record = read_run(storage, "r1")
     assert record["state"] == "success" and record["contracts"] == ["AAPL"] and record["ingestion"] is None

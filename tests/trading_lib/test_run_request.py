@@ -138,8 +138,8 @@ def test_a_cron_interval_without_an_exchange_bar_is_idle(start, end, idle):
 def test_analyze_symbol_runs_derive_their_ids_from_the_orchestrator_run():
     from trading_lib.run_request import analyze_symbol_runs
 
-    scope = {"run_id": "r1", "window_start": "a", "window_end": "b", "contracts": ["AAPL", "BRK.B"]}
-    runs = analyze_symbol_runs(scope)
+    plan = {"run_id": "r1", "window_start": "a", "window_end": "b", "contracts": ["AAPL", "BRK.B"]}
+    runs = analyze_symbol_runs(plan)
     assert [item["trigger_run_id"] for item in runs] == ["r1__AAPL", "r1__BRK.B"]
     assert runs[1]["conf"] == {
         "contract": "BRK.B",

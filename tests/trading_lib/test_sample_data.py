@@ -37,11 +37,11 @@ def test_default_shape_grid_and_window():
     assert data.contracts == sorted(
         ["AAPL", "MSFT", "GOOGL", "AMZN", "NVDA", "META", "TSLA", "JPM", "V", "UNH"]
     )
-    assert (data.holdings.groupby("contract").size() == 77 + 24).all()
-    assert _is_nyse_bar_start(data.holdings["timestamp"]).all()
-    assert not data.holdings.duplicated(["contract", "timestamp"]).any()
+    assert (data.bars.groupby("contract").size() == 77 + 24).all()
+    assert _is_nyse_bar_start(data.bars["timestamp"]).all()
+    assert not data.bars.duplicated(["contract", "timestamp"]).any()
     for frame in (data.spx, data.vix):
-        assert frame["timestamp"].tolist() == sorted(data.holdings["timestamp"].unique())
+        assert frame["timestamp"].tolist() == sorted(data.bars["timestamp"].unique())
         assert str(frame["timestamp"].dt.tz) == layout.EXCHANGE_TZ
     in_window = data.window.contains(data.spx["timestamp"])
     assert in_window.sum() == 24 and (data.spx["timestamp"] < data.window.start).sum() == 77
@@ -78,7 +78,7 @@ def test_grid_follows_the_exchange_calendar():
 
 def test_prices_follow_the_one_factor_model():
     data = generate_sample_data(num_contracts=12, window_bars=300)
-    h = data.holdings
+    h = data.bars
     assert (h["low"] <= h[["open", "close"]].min(axis=1)).all()
     assert (h["high"] >= h[["open", "close"]].max(axis=1)).all()
     assert (h["volume"] > 0).all() and (h["volume"] == h["volume"].round()).all()
@@ -106,10 +106,10 @@ def test_generation_is_deterministic_to_the_byte(tmp_path):
     frames = stored_a.read_sessions(days), stored_b.read_sessions(days)
     pd.testing.assert_frame_equal(*frames, check_exact=True)
     first, second = generate_sample_data(seed=7), generate_sample_data(seed=7)
-    for name in ("holdings", "spx", "vix"):
+    for name in ("bars", "spx", "vix"):
         pd.testing.assert_frame_equal(getattr(first, name), getattr(second, name), check_exact=True)
     assert first.window == second.window
-    assert not generate_sample_data(seed=8).holdings.equals(first.holdings)
+    assert not generate_sample_data(seed=8).bars.equals(first.bars)
 
 
 @pytest.mark.parametrize(
@@ -136,23 +136,21 @@ def test_anomalies_are_where_and_what_they_say():
     data = generate_sample_data(
         anomalies=Anomalies(nan_runs=2, outliers=1, missing_bars=2, duplicated_bars=1, missing_market_bars=3)
     )
-    nan_rows = data.holdings[data.holdings["close"].isna()]
+    nan_rows = data.bars[data.bars["close"].isna()]
     assert len(nan_rows) == 6 and data.window.contains(nan_rows["timestamp"]).all()
     assert (nan_rows.groupby("contract").size() % 3 == 0).all()
-    assert len(data.holdings) == len(clean.holdings) - 2 + 1
-    assert data.holdings.duplicated(["contract", "timestamp"]).sum() == 1
+    assert len(data.bars) == len(clean.bars) - 2 + 1
+    assert data.bars.duplicated(["contract", "timestamp"]).sum() == 1
     # Three events: both indices, then ^GSPC alone, then ^VIX alone.
     assert len(data.spx) == len(clean.spx) - 2 and len(data.vix) == len(clean.vix) - 2
     assert data.window.contains(
         clean.spx["timestamp"][~clean.spx["timestamp"].isin(data.spx["timestamp"])]
     ).all()
 
-    merged = clean.holdings.merge(
-        data.holdings.drop_duplicates(), on=["contract", "timestamp"], suffixes=("", "_x")
-    )
+    merged = clean.bars.merge(data.bars.drop_duplicates(), on=["contract", "timestamp"], suffixes=("", "_x"))
     moved = merged[np.isfinite(merged["close_x"]) & (merged["close"] != merged["close_x"])]
     assert len(moved) == 1 and data.window.contains(moved["timestamp"]).all()
-    returns = np.log(clean.holdings[clean.holdings["contract"] == moved["contract"].iloc[0]]["close"]).diff()
+    returns = np.log(clean.bars[clean.bars["contract"] == moved["contract"].iloc[0]]["close"]).diff()
     robust_sigma = (returns - returns.median()).abs().median() * 1.4826
     jump = abs(np.log(moved["close_x"] / moved["close"]).iloc[0]) / robust_sigma
     assert jump == pytest.approx(OUTLIER_JUMP_SIGMA, rel=0.01)
@@ -163,7 +161,7 @@ def test_many_contracts_get_distinct_valid_names():
     names = contract_names(50)
     assert len(set(names)) == 50 and names[:10] == contract_names(10)
     assert [validate_symbol(n) for n in names] == names
-    assert generate_sample_data(num_contracts=50).holdings["contract"].nunique() == 50
+    assert generate_sample_data(num_contracts=50).bars["contract"].nunique() == 50
 
 
 def test_real_bars():
@@ -171,14 +169,14 @@ def test_real_bars():
 
     data = load_real_bars(REAL_BARS)
     assert data.contracts == ["AAPL", "FB", "GOOG", "NFLX", "TSLA"]
-    assert len(data.holdings) == 5 * 154 and len(data.spx) == 154 and len(data.vix) == 154
+    assert len(data.bars) == 5 * 154 and len(data.spx) == 154 and len(data.vix) == 154
     warmup = data.spx["timestamp"] < data.window.start
     assert warmup.sum() == BETA_WINDOW_BARS + 7 == 77
     assert data.window.start == pd.Timestamp("2022-03-31 09:30", tz=layout.EXCHANGE_TZ)
     assert data.window.end == pd.Timestamp("2022-04-18 16:00", tz=layout.EXCHANGE_TZ)
     assert data.window.contains(data.spx["timestamp"]).sum() == 154 - 77
     source = pd.read_csv(f"{REAL_BARS}/AAPL_1h.csv")
-    aapl = data.holdings[data.holdings["contract"] == "AAPL"]
+    aapl = data.bars[data.bars["contract"] == "AAPL"]
     assert aapl["close"].tolist() == source["Close"].tolist()
     assert aapl["timestamp"].tolist() == pd.to_datetime(source["Datetime"]).tolist()
     assert load_real_bars(REAL_BARS, ["tsla"]).contracts == ["TSLA"]
@@ -241,6 +239,6 @@ def test_too_few_sessions_for_the_warm_up(tmp_path):
 
 def test_rows_are_in_input_data_order():
     for anomalies in (None, Anomalies(missing_bars=2, duplicated_bars=2)):
-        holdings = generate_sample_data(num_contracts=12, anomalies=anomalies).holdings
-        assert holdings.index.equals(pd.RangeIndex(len(holdings)))
-        assert holdings.equals(holdings.sort_values(["contract", "timestamp"], kind="stable"))
+        bars = generate_sample_data(num_contracts=12, anomalies=anomalies).bars
+        assert bars.index.equals(pd.RangeIndex(len(bars)))
+        assert bars.equals(bars.sort_values(["contract", "timestamp"], kind="stable"))

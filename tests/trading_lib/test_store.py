@@ -33,7 +33,7 @@ def test_one_partition_per_session_and_reading_back(tmp_path):
     window = AnalysisWindow.parse("2024-01-03T10:30:00-05:00", "2024-01-03T12:30:00-05:00")
     data = store.input_data(window, ["MSFT"])
     # the window's sessions up to its end: 09:30 (before the window, same session), 10:30, 11:30
-    assert data.contracts == ["MSFT"] and len(data.holdings) == 3 and len(data.spx) == 3
+    assert data.contracts == ["MSFT"] and len(data.bars) == 3 and len(data.spx) == 3
     assert store.contracts(window) == ["AAPL", "MSFT"]
     assert store.latest_window(3) == AnalysisWindow.parse(
         "2024-01-03T11:30:00-05:00", "2024-01-03T14:30:00-05:00"
@@ -52,7 +52,7 @@ def test_upsert_is_idempotent_revises_never_deletes_and_says_its_version(tmp_pat
     assert again.version is None and again.read_version == 1 and store.version == 1
     # a revised close for AAPL only, and a new contract: the other bars stay
     revised = _data(close=1.6, contracts=("AAPL",))
-    revised = InputData(revised.holdings, _bars().iloc[:0], _bars().iloc[:0], revised.window)
+    revised = InputData(revised.bars, _bars().iloc[:0], _bars().iloc[:0], revised.window)
     report = store.upsert(to_store_rows(revised).iloc[:2], "test")
     assert report.bars_revised == 2 and report.sessions_written == ["2024-01-02"] and report.version == 2
     assert report.revised[0] == {"symbol": "AAPL", "timestamp": "2024-01-02T09:30:00-05:00"}

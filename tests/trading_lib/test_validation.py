@@ -81,7 +81,7 @@ def _only(report, check, severity):
 def test_nan_runs_are_reported_once_each_where_they_are():
     clean, data = _anomalous(nan_runs=2)
     found = _only(validate_inputs(data), "missing_values", "WARN")
-    nan_rows = data.holdings[data.holdings["close"].isna()].sort_values(["contract", "timestamp"])
+    nan_rows = data.bars[data.bars["close"].isna()].sort_values(["contract", "timestamp"])
     assert len(found) == 2
     assert _keys(found) == _keys(nan_rows.groupby("contract").head(1))
     assert found["detail"].str.startswith("close missing on 3 bar(s) to ").all()
@@ -90,11 +90,11 @@ def test_nan_runs_are_reported_once_each_where_they_are():
 def test_an_outlier_is_the_spike_and_its_reversal():
     clean, data = _anomalous(outliers=1)
     found = _only(validate_inputs(data), "outliers", "WARN")
-    both = clean.holdings.merge(data.holdings, on=["contract", "timestamp"], suffixes=("", "_anomalous"))
+    both = clean.bars.merge(data.bars, on=["contract", "timestamp"], suffixes=("", "_anomalous"))
     changed = both[both["close"] != both["close_anomalous"]]
     assert len(changed) == 1
     contract, spike = changed["contract"].iloc[0], changed["timestamp"].iloc[0]
-    bars = clean.holdings.loc[clean.holdings["contract"] == contract, "timestamp"]
+    bars = clean.bars.loc[clean.bars["contract"] == contract, "timestamp"]
     reversal = bars[bars > spike].iloc[0]
     assert _keys(found) == {(contract, spike), (contract, reversal)}
     sigmas = found["detail"].str.extract(r"is (\d+\.\d) robust sigma")[0].astype(float)
@@ -104,7 +104,7 @@ def test_an_outlier_is_the_spike_and_its_reversal():
 def test_missing_bars_are_reported_at_their_timestamps():
     clean, data = _anomalous(missing_bars=3)
     found = _only(validate_inputs(data), "completeness", "WARN")
-    dropped = clean.holdings.merge(data.holdings, on=["contract", "timestamp"], how="left", indicator=True)
+    dropped = clean.bars.merge(data.bars, on=["contract", "timestamp"], how="left", indicator=True)
     dropped = dropped[dropped["_merge"] == "left_only"]
     assert len(dropped) == 3 and _keys(found) == _keys(dropped)
     assert (found["detail"] == "bar missing").all()
@@ -113,7 +113,7 @@ def test_missing_bars_are_reported_at_their_timestamps():
 def test_duplicated_bars_fail():
     clean, data = _anomalous(duplicated_bars=2)
     found = _only(validate_inputs(data), "duplicates", "FAIL")
-    repeated = data.holdings[data.holdings.duplicated(["contract", "timestamp"])]
+    repeated = data.bars[data.bars.duplicated(["contract", "timestamp"])]
     assert len(found) == 2 and _keys(found) == _keys(repeated)
 
 
@@ -133,39 +133,39 @@ def _with(data, **frames):
 
 def test_too_many_missing_closes_fail():
     data = generate_sample_data(num_contracts=2)
-    holdings = data.holdings.copy()
-    aapl = holdings.index[holdings["contract"] == "AAPL"]
+    bars = data.bars.copy()
+    aapl = bars.index[bars["contract"] == "AAPL"]
     too_many = int(len(aapl) * MISSING_FAIL_FRACTION) + 1
-    holdings.loc[aapl[10 : 10 + too_many], "close"] = np.nan
-    holdings.loc[aapl[50], ["open", "volume"]] = np.nan
-    report = validate_inputs(_with(data, holdings=holdings))
+    bars.loc[aapl[10 : 10 + too_many], "close"] = np.nan
+    bars.loc[aapl[50], ["open", "volume"]] = np.nan
+    report = validate_inputs(_with(data, bars=bars))
     assert report.status == "FAIL"
     found = _issues(report, "missing_values")
     failing = found[found["severity"] == "FAIL"]
     assert failing["contract"].tolist() == ["AAPL"] and failing["timestamp"].isna().all()
     warned = found[found["severity"] == "WARN"].sort_values("timestamp")
     assert warned["detail"].str.split(" missing").str[0].tolist() == ["close", "open, volume"]
-    assert warned["timestamp"].tolist() == holdings.loc[[aapl[10], aapl[50]], "timestamp"].tolist()
+    assert warned["timestamp"].tolist() == bars.loc[[aapl[10], aapl[50]], "timestamp"].tolist()
     # one fewer missing close stays a warning
-    holdings.loc[aapl[10], "close"] = data.holdings.loc[aapl[10], "close"]
-    assert validate_inputs(_with(data, holdings=holdings)).status == "WARN"
+    bars.loc[aapl[10], "close"] = data.bars.loc[aapl[10], "close"]
+    assert validate_inputs(_with(data, bars=bars)).status == "WARN"
 
 
 def test_whole_sessions_sparse_contracts_and_off_grid_bars():
     data = generate_sample_data(num_contracts=3)
-    h = data.holdings
+    h = data.bars
     day = h["timestamp"].dt.normalize()
     second_session = day.drop_duplicates().iloc[1]
-    holdings = h[~((h["contract"] == "AAPL") & (day == second_session))]  # a whole session, once
-    msft = holdings.index[holdings["contract"] == "MSFT"]
-    holdings = holdings.drop(index=msft[::2])  # every other bar: no whole session, 50 of 101 left
+    bars = h[~((h["contract"] == "AAPL") & (day == second_session))]  # a whole session, once
+    msft = bars.index[bars["contract"] == "MSFT"]
+    bars = bars.drop(index=msft[::2])  # every other bar: no whole session, 50 of 101 left
     assert 50 / 101 < COMPLETENESS_FAIL_FRACTION < 51 / 101
     odd = (
         h[h["contract"] == "GOOGL"]
         .iloc[[5]]
         .assign(timestamp=lambda f: f["timestamp"] + pd.Timedelta(minutes=30))
     )
-    report = validate_inputs(_with(data, holdings=pd.concat([holdings, odd])))
+    report = validate_inputs(_with(data, bars=pd.concat([bars, odd])))
     found = _issues(report, "completeness")
     assert report.status == "FAIL"
     whole = found[found["detail"].str.startswith("session")]
@@ -201,9 +201,9 @@ def test_requested_contracts():
 
 def test_report_is_strict_json_with_rules():
     data = generate_sample_data(anomalies=Anomalies(nan_runs=1, duplicated_bars=1, outliers=1))
-    holdings = data.holdings.copy()
-    holdings.loc[holdings["contract"] == "V", "close"] = np.nan  # a FAIL without a timestamp
-    report = validate_inputs(_with(data, holdings=holdings))
+    bars = data.bars.copy()
+    bars.loc[bars["contract"] == "V", "close"] = np.nan  # a FAIL without a timestamp
+    report = validate_inputs(_with(data, bars=bars))
     payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert payload["status"] == "FAIL" and payload["status"] in STATUSES
     assert payload["rules"] == RULES and set(payload["checks"]) == set(RULES)
@@ -212,24 +212,24 @@ def test_report_is_strict_json_with_rules():
     timestamps = [i["timestamp"] for i in payload["issues"]]
     assert None in timestamps
     assert all(pd.Timestamp(t).utcoffset() is not None for t in timestamps if t is not None)
-    assert pd.Timestamp(payload["first_timestamp"]) == holdings["timestamp"].min()
+    assert pd.Timestamp(payload["first_timestamp"]) == bars["timestamp"].min()
     assert payload["checks"]["duplicates"]["severity"] == "FAIL"
 
 
 def test_infinite_zero_and_negative_prices_fail_once_per_bar_and_are_not_missing():
     data = generate_sample_data(num_contracts=3)
-    holdings, spx = data.holdings.copy(), data.spx.copy()
-    aapl = holdings.index[holdings["contract"] == "AAPL"]
-    holdings.loc[aapl[20], "close"] = np.inf
-    holdings.loc[aapl[21], "open"] = 0.0
-    holdings.loc[aapl[22], "low"] = -1.0
+    bars, spx = data.bars.copy(), data.spx.copy()
+    aapl = bars.index[bars["contract"] == "AAPL"]
+    bars.loc[aapl[20], "close"] = np.inf
+    bars.loc[aapl[21], "open"] = 0.0
+    bars.loc[aapl[22], "low"] = -1.0
     spx.loc[30, "close"] = np.inf
-    report = validate_inputs(_with(data, holdings=holdings, spx=spx))
+    report = validate_inputs(_with(data, bars=bars, spx=spx))
     assert report.status == "FAIL"
     found = _issues(report, "price_values")
     assert set(found["severity"]) == {"FAIL"}
     assert _keys(found) == {
-        *(("AAPL", holdings.loc[row, "timestamp"]) for row in aapl[20:23]),
+        *(("AAPL", bars.loc[row, "timestamp"]) for row in aapl[20:23]),
         ("^GSPC", spx.loc[30, "timestamp"]),
     }
     assert sorted(found["detail"]) == [
@@ -247,21 +247,21 @@ def test_infinite_zero_and_negative_prices_fail_once_per_bar_and_are_not_missing
 
 def test_inconsistent_bars_and_negative_volume_fail_once_per_bar():
     data = generate_sample_data(num_contracts=2)
-    holdings, vix = data.holdings.copy(), data.vix.copy()
-    msft = holdings.index[holdings["contract"] == "MSFT"]
-    holdings.loc[msft[5], "high"] = holdings.loc[msft[5], ["open", "close"]].max() * 0.999
-    holdings.loc[msft[6], "low"] = holdings.loc[msft[6], ["open", "close"]].min() * 1.001
-    holdings.loc[msft[7], "volume"] = -10.0
+    bars, vix = data.bars.copy(), data.vix.copy()
+    msft = bars.index[bars["contract"] == "MSFT"]
+    bars.loc[msft[5], "high"] = bars.loc[msft[5], ["open", "close"]].max() * 0.999
+    bars.loc[msft[6], "low"] = bars.loc[msft[6], ["open", "close"]].min() * 1.001
+    bars.loc[msft[7], "volume"] = -10.0
     vix.loc[8, "high"] = vix.loc[8, "close"] / 2
-    report = validate_inputs(_with(data, holdings=holdings, vix=vix))
+    report = validate_inputs(_with(data, bars=bars, vix=vix))
     assert report.status == "FAIL"
     ranges, volumes = _issues(report, "price_range"), _issues(report, "volume_values")
     assert _keys(ranges) == {
-        ("MSFT", holdings.loc[msft[5], "timestamp"]),
-        ("MSFT", holdings.loc[msft[6], "timestamp"]),
+        ("MSFT", bars.loc[msft[5], "timestamp"]),
+        ("MSFT", bars.loc[msft[6], "timestamp"]),
         ("^VIX", vix.loc[8, "timestamp"]),
     }
-    assert _keys(volumes) == {("MSFT", holdings.loc[msft[7], "timestamp"])}
+    assert _keys(volumes) == {("MSFT", bars.loc[msft[7], "timestamp"])}
     assert report.checks["price_range"] == {
         "severity": "FAIL",
         "issues": 3,
@@ -272,9 +272,9 @@ def test_inconsistent_bars_and_negative_volume_fail_once_per_bar():
 
 def test_repeated_bars_say_whether_they_are_identical():
     data = generate_sample_data(num_contracts=2)
-    h = data.holdings
+    h = data.bars
     changed = h.iloc[[4]].assign(volume=h["volume"].iloc[4] + 100.0)
-    report = validate_inputs(_with(data, holdings=pd.concat([h, h.iloc[[3]], changed], ignore_index=True)))
+    report = validate_inputs(_with(data, bars=pd.concat([h, h.iloc[[3]], changed], ignore_index=True)))
     found = _only(report, "duplicates", "FAIL")
     assert _keys(found) == _keys(h.iloc[[3, 4]])
     assert sorted(found["detail"]) == [
@@ -285,8 +285,8 @@ def test_repeated_bars_say_whether_they_are_identical():
 
 def test_timestamps_without_a_time_zone_fail_every_bar_and_skip_the_calendar_checks():
     data = generate_sample_data(num_contracts=2)
-    naive = data.holdings.assign(timestamp=data.holdings["timestamp"].dt.tz_localize(None))
-    report = validate_inputs(_with(data, holdings=naive))
+    naive = data.bars.assign(timestamp=data.bars["timestamp"].dt.tz_localize(None))
+    report = validate_inputs(_with(data, bars=naive))
     found = _only(report, "timestamp_type", "FAIL")
     assert len(found) == len(naive) and found["timestamp"].isna().all()
     assert set(found["contract"]) == set(naive["contract"])
@@ -298,30 +298,30 @@ def test_timestamps_without_a_time_zone_fail_every_bar_and_skip_the_calendar_che
     payload = json.loads(json.dumps(report.to_dict(), allow_nan=False))
     assert payload["first_timestamp"] is None and payload["checks"]["completeness"]["issues"] == 0
     # a single bar without a timestamp: that bar fails, the calendar checks run on the others
-    holdings = data.holdings.copy()
-    holdings.loc[7, "timestamp"] = pd.NaT
-    report = validate_inputs(_with(data, holdings=holdings))
-    assert _keys(_issues(report, "timestamp_type")) == {(holdings.loc[7, "contract"], pd.NaT)}
+    bars = data.bars.copy()
+    bars.loc[7, "timestamp"] = pd.NaT
+    report = validate_inputs(_with(data, bars=bars))
+    assert _keys(_issues(report, "timestamp_type")) == {(bars.loc[7, "contract"], pd.NaT)}
     completeness = _issues(report, "completeness")
-    assert _keys(completeness) == {(holdings.loc[7, "contract"], data.holdings.loc[7, "timestamp"])}
+    assert _keys(completeness) == {(bars.loc[7, "contract"], data.bars.loc[7, "timestamp"])}
 
 
 def _real_with(change):
-    """The real 2022 bars with ``change(holdings, spx)`` applied to copies of the frames."""
+    """The real 2022 bars with ``change(bars, spx)`` applied to copies of the frames."""
     data = load_real_bars(REAL_BARS)
-    holdings, spx = data.holdings.copy(), data.spx.copy()
-    change(holdings, spx)
-    return dataclasses.replace(data, holdings=holdings, spx=spx)
+    bars, spx = data.bars.copy(), data.spx.copy()
+    change(bars, spx)
+    return dataclasses.replace(data, bars=bars, spx=spx)
 
 
 @pytest.mark.parametrize(("factor", "name"), [(1 / 3, "3:1"), (0.5, "2:1"), (2.0, "1:2"), (1 / 10, "10:1")])
 def test_an_unadjusted_split_fails_at_the_bar_after_the_jump(factor, name):
-    def split(holdings, spx):
-        rows = holdings.index[holdings["contract"] == "TSLA"][60:]
-        holdings.loc[rows, ["open", "high", "low", "close"]] *= factor
+    def split(bars, spx):
+        rows = bars.index[bars["contract"] == "TSLA"][60:]
+        bars.loc[rows, ["open", "high", "low", "close"]] *= factor
 
     data = _real_with(split)
-    jump = data.holdings.loc[data.holdings["contract"] == "TSLA", "timestamp"].iloc[60]
+    jump = data.bars.loc[data.bars["contract"] == "TSLA", "timestamp"].iloc[60]
     report = validate_inputs(data)
     assert report.status == "FAIL"
     splits = _issues(report, "splits")
@@ -333,9 +333,9 @@ def test_an_unadjusted_split_fails_at_the_bar_after_the_jump(factor, name):
 
 def test_a_jump_the_index_made_too_is_no_split():
     # Every price, the index included, halves at one bar: a crash of the whole market, not a split.
-    def crash(holdings, spx):
+    def crash(bars, spx):
         stamp = spx["timestamp"].iloc[80]
-        holdings.loc[holdings["timestamp"] >= stamp, ["open", "high", "low", "close"]] *= 0.5
+        bars.loc[bars["timestamp"] >= stamp, ["open", "high", "low", "close"]] *= 0.5
         spx.loc[spx["timestamp"] >= stamp, ["open", "high", "low", "close"]] *= 0.5
 
     report = validate_inputs(_real_with(crash))
@@ -350,20 +350,16 @@ def test_real_bars_and_sample_data_have_no_split_or_stale_session():
 
 
 def test_a_stale_session_fails_naming_its_first_bar():
-    def stale(holdings, spx):
-        day = (holdings["contract"] == "AAPL") & (
-            holdings["timestamp"].dt.strftime("%Y-%m-%d") == "2022-03-24"
-        )
-        holdings.loc[day, ["open", "high", "low", "close"]] = holdings.loc[day, "close"].iloc[0]
-        silent = (holdings["contract"] == "GOOG") & (
-            holdings["timestamp"].dt.strftime("%Y-%m-%d") == "2022-04-01"
-        )
-        holdings.loc[silent, "volume"] = 0.0
+    def stale(bars, spx):
+        day = (bars["contract"] == "AAPL") & (bars["timestamp"].dt.strftime("%Y-%m-%d") == "2022-03-24")
+        bars.loc[day, ["open", "high", "low", "close"]] = bars.loc[day, "close"].iloc[0]
+        silent = (bars["contract"] == "GOOG") & (bars["timestamp"].dt.strftime("%Y-%m-%d") == "2022-04-01")
+        bars.loc[silent, "volume"] = 0.0
         # Two equal closes in a session whose other closes are missing are no stale feed (fewer
         # than STALE_MIN_BARS closes).
-        netflix = holdings.index[holdings["contract"] == "NFLX"]
-        holdings.loc[netflix[[7, 8]], "close"] = holdings.loc[netflix[7], "close"]
-        holdings.loc[netflix[9:14], "close"] = np.nan
+        netflix = bars.index[bars["contract"] == "NFLX"]
+        bars.loc[netflix[[7, 8]], "close"] = bars.loc[netflix[7], "close"]
+        bars.loc[netflix[9:14], "close"] = np.nan
 
     report = validate_inputs(_real_with(stale))
     issues = _issues(report, "stale_feed")

@@ -289,8 +289,8 @@ def _portfolio_body(report: dict[str, Any]) -> str:
 # -- portfolio (the period) -------------------------------------------------------------------------
 @app.get("/", response_class=HTMLResponse, dependencies=_can_read(AGGREGATE_DAG))
 def portfolio(request: Request) -> HTMLResponse:
-    store = connection_storage()
-    report, latest = read_report("portfolio", store), latest_run(store)
+    storage = connection_storage()
+    report, latest = read_report("portfolio", storage), latest_run(storage)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())
     if report is None:
@@ -306,12 +306,12 @@ def portfolio(request: Request) -> HTMLResponse:
 )
 def partitions(request: Request, run: str | None = None, user=Depends(get_user)) -> HTMLResponse:
     """The matrix of the latest run (default), of run ``run``, or of the period (run=period)."""
-    store = connection_storage()
+    storage = connection_storage()
     links = _links(request)
-    records = run_records(store)
+    records = run_records(storage)
     latest = records[0] if records else None
     run_id = None if run == "period" else (run or (latest or {}).get("run_id"))
-    report = read_run(run_id, "portfolio", store) if run_id else read_report("portfolio", store)
+    report = read_run(run_id, "portfolio", storage) if run_id else read_report("portfolio", storage)
     banner = _banner(links, {run_id} if run_id else {rec["run_id"] for rec in records[:1]})
     choices = [("period", "the period (all stored runs)")] + [
         (rec["run_id"], f"run {rec['run_id']}") for rec in records[:50]
@@ -374,7 +374,7 @@ def get_auth_manager_is_authorized_to_clear(user) -> bool:
 # -- pipeline run ---------------------------------------------------------------------------------
 def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
     """(scope line, body) of the page of one orchestrator run."""
-    store = connection_storage()
+    storage = connection_storage()
     links = _links(request)
     run_id = record["run_id"]
     contracts = record.get("contracts") or []
@@ -383,7 +383,7 @@ def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
     dag_runs = [(ANALYZE_DAG, rid) for rid in run_ids.values()] + [(ORCHESTRATOR_DAG, run_id)]
     states = run_states(dag_runs)
     state = states.get((ORCHESTRATOR_DAG, run_id)) or record.get("state")
-    summaries = symbol_reports(contracts, store)
+    summaries = symbol_reports(contracts, storage)
     rows = []
     for contract in contracts:
         rid = run_ids.get(contract)
@@ -458,7 +458,7 @@ def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
         ],
         table_id="symbols",
     )
-    report = read_run(run_id, "portfolio", store)
+    report = read_run(run_id, "portfolio", storage)
     grid_link = r.link(links.page(f"partitions?run={run_id}"), "Partition matrix of this run")
     if report is None:
         portfolio = f'<p class="muted" id="missing-report">No portfolio report for this run yet ({html.escape(str(state))}).</p>'
@@ -467,7 +467,7 @@ def _run_body(request: Request, record: dict[str, Any]) -> tuple[str, str]:
         portfolio = _portfolio_body(report)
         scope = _report_scope(report, links, run_id)
     body = f"{head}<p>{grid_link}</p><h2>Per symbol</h2>{table}<h2>Portfolio of this run</h2>{portfolio}"
-    return scope, body + _late_runs_body(links, store)
+    return scope, body + _late_runs_body(links, storage)
 
 
 def _deadline_text(record: dict[str, Any]) -> str:
@@ -482,7 +482,7 @@ def _deadline_text(record: dict[str, Any]) -> str:
     )
 
 
-def _late_runs_body(links: r.Links, store) -> str:
+def _late_runs_body(links: r.Links, storage) -> str:
     """The runs the deadline alert marked late, newest deadline first (the Pipeline run page)."""
     rows = [
         {
@@ -493,7 +493,7 @@ def _late_runs_body(links: r.Links, store) -> str:
             "state": r.badge(rec["late"].get("state_at_deadline")),
             "window": html.escape(str(rec.get("window_start") or "not fixed yet")),
         }
-        for rec in late_runs(store)
+        for rec in late_runs(storage)
     ]
     if not rows:
         return '<h2>Late runs</h2><p class="muted" id="no-late-runs">No run has missed its deadline.</p>'
@@ -640,8 +640,8 @@ def _latest_scope(links: r.Links, report: dict[str, Any], latest: dict[str, Any]
 
 @app.get("/validation", response_class=HTMLResponse, dependencies=_can_read(VALIDATE_DAG))
 def validation(request: Request) -> HTMLResponse:
-    store = connection_storage()
-    report, latest = read_report("validation", store), latest_run(store)
+    storage = connection_storage()
+    report, latest = read_report("validation", storage), latest_run(storage)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())
     if report is None:
@@ -685,8 +685,8 @@ def validation(request: Request) -> HTMLResponse:
 # -- ingestion ------------------------------------------------------------------------------------
 @app.get("/ingestion", response_class=HTMLResponse, dependencies=_can_read(INGEST_DAG))
 def ingestion(request: Request) -> HTMLResponse:
-    store = connection_storage()
-    report, latest = read_report("ingestion", store), latest_run(store)
+    storage = connection_storage()
+    report, latest = read_report("ingestion", storage), latest_run(storage)
     links = _links(request)
     banner = _banner(links, {latest["run_id"]} if latest and latest.get("run_id") else set())
     if report is None:

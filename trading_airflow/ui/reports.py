@@ -30,70 +30,70 @@ from trading_lib.layout import EXCHANGE_TZ, RUNS_PREFIX
 EXCHANGE_ZONE = ZoneInfo(EXCHANGE_TZ)
 
 
-def read_report(name: str, store=None) -> dict[str, Any] | None:
+def read_report(name: str, storage=None) -> dict[str, Any] | None:
     """The report ``output/reports/<name>.json``, or None when the pipeline has not written it yet."""
     from trading_lib.layout import report_key
     from trading_lib.storage import MissingInputError
 
     try:
-        return (store or connection_storage()).read_json(report_key(name))
+        return (storage or connection_storage()).read_json(report_key(name))
     except MissingInputError:
         return None
 
 
-def read_run(run_id: str, name: str = "run", store=None) -> dict[str, Any] | None:
+def read_run(run_id: str, name: str = "run", storage=None) -> dict[str, Any] | None:
     """``output/runs/<run_id>/<name>.json`` (name "run": the record, "portfolio": its report), or
     None when there is none or ``run_id`` cannot be a run id (it comes from the URL)."""
     from trading_lib import pipeline
 
     try:
-        return pipeline.read_run(store or connection_storage(), run_id, name)
+        return pipeline.read_run(storage or connection_storage(), run_id, name)
     except ValueError:
         return None
 
 
-def latest_run(store=None) -> dict[str, Any] | None:
+def latest_run(storage=None) -> dict[str, Any] | None:
     """The record of the newest trading_orchestrator run (output/runs/latest.json)."""
     from trading_lib import pipeline
 
-    return pipeline.latest_run(store or connection_storage())
+    return pipeline.latest_run(storage or connection_storage())
 
 
-def run_records(store=None) -> list[dict[str, Any]]:
+def run_records(storage=None) -> list[dict[str, Any]]:
     """Every stored run record, newest first (by created_at, then run id)."""
-    store = store or connection_storage()
+    storage = storage or connection_storage()
     try:
-        keys = store.list_keys(RUNS_PREFIX, suffix="/run.json")
-    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the store refuses)
+        keys = storage.list_keys(RUNS_PREFIX, suffix="/run.json")
+    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the storage refuses)
         keys = []
-    found = (read_run(key.split("/")[-2], store=store) for key in keys)
+    found = (read_run(key.split("/")[-2], storage=storage) for key in keys)
     records = [r for r in found if isinstance(r, dict) and r.get("run_id")]
-    latest = latest_run(store)
+    latest = latest_run(storage)
     if latest and latest.get("run_id") and all(r["run_id"] != latest["run_id"] for r in records):
         records.append(latest)
     return sorted(records, key=lambda r: (str(r.get("created_at") or ""), r["run_id"]), reverse=True)
 
 
-def late_runs(store=None, limit: int = 20) -> list[dict[str, Any]]:
+def late_runs(storage=None, limit: int = 20) -> list[dict[str, Any]]:
     """The records of the runs the deadline alert marked late (output/runs/<run_id>/late.json),
     the latest deadline first, at most ``limit``."""
-    store = store or connection_storage()
+    storage = storage or connection_storage()
     try:
-        keys = store.list_keys(RUNS_PREFIX, suffix="/late.json")
-    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the store refuses)
+        keys = storage.list_keys(RUNS_PREFIX, suffix="/late.json")
+    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the storage refuses)
         keys = []
-    found = (read_run(key.split("/")[-2], store=store) for key in keys)
+    found = (read_run(key.split("/")[-2], storage=storage) for key in keys)
     records = [r for r in found if isinstance(r, dict) and r.get("late")]
     records.sort(key=lambda r: str(r["late"].get("deadline") or ""), reverse=True)
     return records[:limit]
 
 
-def symbol_reports(contracts: list[str], store=None) -> dict[str, dict[str, Any]]:
+def symbol_reports(contracts: list[str], storage=None) -> dict[str, dict[str, Any]]:
     """The per-symbol summaries (reports/symbols/<SEGMENT>.json) of ``contracts`` that exist."""
     from trading_lib.symbols import symbol_to_segment
 
-    store = store or connection_storage()
-    found = {c: read_report(f"symbols/{symbol_to_segment(c)}", store) for c in contracts}
+    storage = storage or connection_storage()
+    found = {c: read_report(f"symbols/{symbol_to_segment(c)}", storage) for c in contracts}
     return {contract: report for contract, report in found.items() if report is not None}
 
 

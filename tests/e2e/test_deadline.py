@@ -10,22 +10,18 @@ past; the manual run's deadline is 1 minute after it was queued.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from urllib.parse import quote
 
 import pandas as pd
 import pytest
+from local_airflow import LocalAirflow, free_port
+
+from trading_lib import run_record
+from trading_lib.storage import Storage
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-
-from local_airflow import LocalAirflow, free_port  # noqa: E402
-
-from trading_lib import run_record  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
-
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 DEADLINE_MINUTES = 1
 

@@ -10,26 +10,21 @@ serves no bar on the holiday and none after the early close (the replay's "drop"
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import exchange_calendars as xcals
 import pandas as pd
 import pytest
+from airflow_rest import AirflowError
+from local_airflow import LocalAirflow, free_port
+from yahoo_replay import YahooReplay, load_bars
+
+from trading_lib import layout, run_record
+from trading_lib.storage import Storage
+from trading_lib.store import BarStore
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "scripts"))
-sys.path.insert(0, str(PROJECT / "tests" / "trading_lib"))
-
-from airflow_rest import AirflowError  # noqa: E402
-from local_airflow import LocalAirflow, free_port  # noqa: E402
-from yahoo_replay import YahooReplay, load_bars  # noqa: E402
-
-from trading_lib import layout, run_record  # noqa: E402
-from trading_lib.storage import Storage  # noqa: E402
-from trading_lib.store import BarStore  # noqa: E402
-
 pytestmark = [pytest.mark.e2e, pytest.mark.airflow]
 NY = layout.EXCHANGE_TZ
 SYMBOLS = ["AAPL", "GOOG"]

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import pytest
 from fastapi.testclient import TestClient
+from s3.conftest import seaweedfs_fixture  # noqa: F401 - fixture
 
 from trading_lib import layout
 from trading_lib.ingestion import IngestionReport, TickerResult
@@ -24,10 +25,6 @@ from trading_lib.storage import Storage
 from trading_lib.symbols import symbol_to_segment
 
 PROJECT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(PROJECT / "plugins"))
-
-from s3.conftest import seaweedfs_fixture  # noqa: E402, F401 - fixture
-
 pytestmark = pytest.mark.airflow
 
 RUN = "manual__2024-01-23T17:00:00+00:00"

@@ -283,14 +283,27 @@ def _wait_for_backfill(client, backfill_id: int, timeout: float = 1200) -> None:
     raise TimeoutError(f"backfill {backfill_id} did not complete")
 
 
-def test_a_backfill_fills_two_past_days_and_running_it_again_changes_nothing(
-    airflow, client, data_root, days, scheduled_day
+def _most_at_once(runs: list[dict]) -> int:
+    """The most runs that were running at the same moment."""
+    edges = sorted(
+        [(pd.Timestamp(r["start_date"]), 1) for r in runs] + [(pd.Timestamp(r["end_date"]), -1) for r in runs]
+    )
+    running = most = 0
+    for _, step in edges:
+        running += step
+        most = max(most, running)
+    return most
+
+
+def test_a_backfill_of_two_older_days_runs_them_at_once_and_running_it_again_changes_nothing(
+    airflow, client, data_root, replay, days, scheduled_day
 ):
     body = {
         "dag_id": "trading_orchestrator",
         "from_date": pd.Timestamp(f"{days[0]} 00:00", tz=layout.EXCHANGE_TZ).isoformat(),
         "to_date": pd.Timestamp(f"{days[1]} 16:00", tz=layout.EXCHANGE_TZ).isoformat(),
-        "max_active_runs": 1,
+        # no max_active_runs: Airflow's default (10) runs the intervals at once, every one of them
+        # ingesting into the same sessions of the bar store
         "reprocess_behavior": "none",
         "dag_run_conf": {"ingestion_symbols": BACKFILL_SYMBOLS, "num_contracts": len(BACKFILL_SYMBOLS)},
     }
@@ -306,9 +319,23 @@ def test_a_backfill_fills_two_past_days_and_running_it_again_changes_nothing(
         assert (
             record["run_type"] == "backfill" and record["contracts"] == BACKFILL_SYMBOLS
         )  # its conf honoured
+    assert _most_at_once(runs) >= 2, "the backfill ran its intervals one at a time"
     files = _partition_files(data_root)
     filled = {k for k in files if k.split("/")[0] in days[:2]}
     assert len(filled) == 13 * len(BACKFILL_SYMBOLS)
+    # The two older days are stored whole, every bar exactly once, though the scheduled day was
+    # stored first and up to ten ingestions merged into the same sessions at once.
+    store = BarStore(storage)
+    rows = store.read_sessions(store.sessions())
+    assert not rows.duplicated(["symbol", "timestamp"]).any()
+    sessions = rows["timestamp"].dt.tz_convert(layout.EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
+    for symbol in [*BACKFILL_SYMBOLS, "^GSPC", "^VIX"]:
+        expected = replay.expected(symbol)
+        expected_days = expected["timestamp"].dt.tz_convert(layout.EXCHANGE_TZ).dt.strftime("%Y-%m-%d")
+        expected = expected[expected_days.isin(days[:2])]
+        stored = rows[(rows["symbol"] == symbol) & sessions.isin(days[:2])]
+        assert stored["timestamp"].tolist() == expected["timestamp"].tolist(), symbol
+        assert len(stored) == 14, symbol  # two full sessions of seven bars
     bars, contents = _bar_files(data_root), {k: v[0] for k, v in files.items()}
 
     again = _backfill(airflow, body | {"reprocess_behavior": "completed"})

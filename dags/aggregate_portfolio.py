@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 
+from trading_airflow.params import NULLABLE_DATE
 from trading_airflow.runtime import (
     AGGREGATE_DAG,
     DEFAULT_ARGS,
@@ -35,7 +36,6 @@ from trading_airflow.runtime import (
     bad_input_fails_fast,
     connection_storage,
 )
-from trading_lib.run_request import DATE_PATTERN
 
 
 @dag(
@@ -50,18 +50,14 @@ from trading_lib.run_request import DATE_PATTERN
     params={
         "period_start": Param(
             None,
-            type=["null", "string"],
-            format="date",
-            pattern=DATE_PATTERN,
+            **NULLABLE_DATE,
             title="Period start",
             description="First session of the cumulative report, YYYY-MM-DD (inclusive). "
             "Default: the first session with results.",
         ),
         "period_end": Param(
             None,
-            type=["null", "string"],
-            format="date",
-            pattern=DATE_PATTERN,
+            **NULLABLE_DATE,
             title="Period end",
             description="Last session of the cumulative report, YYYY-MM-DD (inclusive), not before "
             "Period start. Default: the last session with results.",

@@ -59,15 +59,20 @@ def latest_run(storage=None) -> dict[str, Any] | None:
     return pipeline.latest_run(storage or connection_storage())
 
 
-def run_records(storage=None) -> list[dict[str, Any]]:
-    """Every stored run record, newest first (by created_at, then run id)."""
-    storage = storage or connection_storage()
+def _records(storage, file_name: str) -> list[dict[str, Any]]:
+    """The run record of every run folder holding ``file_name`` (run.json, late.json)."""
     try:
-        keys = storage.list_keys(RUNS_PREFIX, suffix="/run.json")
+        keys = storage.list_keys(RUNS_PREFIX, suffix=f"/{file_name}")
     except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the storage refuses)
         keys = []
     found = (read_run(key.split("/")[-2], storage=storage) for key in keys)
-    records = [r for r in found if isinstance(r, dict) and r.get("run_id")]
+    return [r for r in found if isinstance(r, dict)]
+
+
+def run_records(storage=None) -> list[dict[str, Any]]:
+    """Every stored run record, newest first (by created_at, then run id)."""
+    storage = storage or connection_storage()
+    records = [r for r in _records(storage, "run.json") if r.get("run_id")]
     latest = latest_run(storage)
     if latest and latest.get("run_id") and all(r["run_id"] != latest["run_id"] for r in records):
         records.append(latest)
@@ -77,13 +82,7 @@ def run_records(storage=None) -> list[dict[str, Any]]:
 def late_runs(storage=None, limit: int = 20) -> list[dict[str, Any]]:
     """The records of the runs the deadline alert marked late (output/runs/<run_id>/late.json),
     the latest deadline first, at most ``limit``."""
-    storage = storage or connection_storage()
-    try:
-        keys = storage.list_keys(RUNS_PREFIX, suffix="/late.json")
-    except Exception:  # noqa: BLE001 - no runs folder yet (or a listing the storage refuses)
-        keys = []
-    found = (read_run(key.split("/")[-2], storage=storage) for key in keys)
-    records = [r for r in found if isinstance(r, dict) and r.get("late")]
+    records = [r for r in _records(storage or connection_storage(), "late.json") if r.get("late")]
     records.sort(key=lambda r: str(r["late"].get("deadline") or ""), reverse=True)
     return records[:limit]
 

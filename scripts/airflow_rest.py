@@ -159,30 +159,24 @@ class AirflowClient:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
 
     def dag_runs(self, dag_id: str, state: str | None = None) -> list[dict]:
-        runs, offset = [], 0
         query = f"&state={state}" if state else ""
-        while True:
-            page = self.get(
-                f"/api/v2/dags/{dag_id}/dagRuns?limit=100&offset={offset}&order_by=run_after{query}"
-            )
-            runs.extend(page["dag_runs"])
-            offset += len(page["dag_runs"])
-            if not page["dag_runs"] or offset >= page["total_entries"]:
-                return runs
+        return self._all_pages(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after{query}", "dag_runs")
 
     def task_instances(
         self, dag_id: str, run_id: str, task_id: str | None = None, state: str | None = None
     ) -> list[dict]:
         quoted = urllib.parse.quote(run_id, safe="")
-        items, offset = [], 0
         query = (f"&task_id={task_id}" if task_id else "") + (f"&state={state}" if state else "")
+        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?{query.lstrip('&')}"
+        return self._all_pages(path, "task_instances")
+
+    def _all_pages(self, path: str, key: str) -> list[dict]:
+        """Every item of a paginated list endpoint (``path`` ends in its query, maybe empty), 100 a page."""
+        items: list[dict] = []
         while True:
-            page = self.get(
-                f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?limit=100&offset={offset}{query}"
-            )
-            items.extend(page["task_instances"])
-            offset += len(page["task_instances"])
-            if not page["task_instances"] or offset >= page["total_entries"]:
+            page = self.get(f"{path}{'&' if not path.endswith('?') else ''}limit=100&offset={len(items)}")
+            items.extend(page[key])
+            if not page[key] or len(items) >= page["total_entries"]:
                 return items
 
     def clear_mapped_instance(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> dict:

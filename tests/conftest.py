@@ -6,6 +6,7 @@ AIRFLOW_HOME (SQLite) and TRADING_DATA_ROOT under a temporary folder, never the 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -51,6 +52,25 @@ def stack_home():
         return home
 
     return make
+
+
+@pytest.fixture(scope="session")
+def running_airflow(stack_home):
+    """A factory of started local stacks (make demo's), stopped when its block ends:
+    ``with running_airflow("e2e", data_root, TRADING_SYMBOLS="AAPL") as airflow: ...``
+    (keyword arguments: extra environment of the stack)."""
+    from local_airflow import LocalAirflow, free_port
+
+    @contextlib.contextmanager
+    def run(name: str, data_root: Path, **extra_env: str):
+        instance = LocalAirflow(stack_home(f"{name}-airflow"), free_port(), str(data_root), extra_env)
+        instance.start(timeout=600)
+        try:
+            yield instance
+        finally:
+            instance.stop()
+
+    return run
 
 
 @pytest.fixture(scope="session")

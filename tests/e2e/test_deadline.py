@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from local_airflow import LocalAirflow, free_port
+from local_airflow import free_port
 
 from trading_lib import run_record
 from trading_lib.storage import Storage
@@ -32,22 +32,15 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(stack_home, data_root):
-    instance = LocalAirflow(
-        stack_home("deadline-airflow"),
-        free_port(),
-        str(data_root),
-        extra_env={
-            "TRADING_ORCHESTRATOR_SCHEDULE": "exchange",
-            "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": str(DEADLINE_MINUTES),
-            "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{free_port()}",  # nothing listens there
-        },
-    )
-    instance.start(timeout=600)
-    try:
+def airflow(running_airflow, data_root):
+    with running_airflow(
+        "deadline",
+        data_root,
+        TRADING_ORCHESTRATOR_SCHEDULE="exchange",
+        TRADING_ORCHESTRATOR_DEADLINE_MINUTES=str(DEADLINE_MINUTES),
+        TRADING_YAHOO_ENDPOINT=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def _late(storage: Storage, run_id: str, timeout: float) -> dict:

@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 from airflow_rest import AirflowError
 from demo import run_pipeline
-from local_airflow import LocalAirflow, free_port
 
 from trading_lib import layout, pipeline
 from trading_lib.analytics import compute_signals
@@ -36,13 +35,9 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(stack_home, data_root):
-    instance = LocalAirflow(stack_home("e2e-airflow"), free_port(), str(data_root))
-    instance.start(timeout=600)
-    try:
+def airflow(running_airflow, data_root):
+    with running_airflow("e2e", data_root) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")

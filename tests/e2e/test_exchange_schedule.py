@@ -17,7 +17,6 @@ import exchange_calendars as xcals
 import pandas as pd
 import pytest
 from airflow_rest import AirflowError
-from local_airflow import LocalAirflow, free_port
 from yahoo_replay import YahooReplay, load_bars
 
 from trading_lib import layout, run_record
@@ -65,27 +64,20 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(stack_home, data_root, replay):
-    instance = LocalAirflow(
-        stack_home("exchange-schedule-airflow"),
-        free_port(),
-        str(data_root),
-        extra_env={
-            "TRADING_ORCHESTRATOR_SCHEDULE": "exchange",
-            # no scheduled run of today's bars (the replay has none): the schedule ends before them
-            "TRADING_ORCHESTRATOR_START_DATE": "2025-11-03",
-            "TRADING_ORCHESTRATOR_END_DATE": EARLY_CLOSE,
-            # a deadline shorter than the backfill: its runs must still not be marked late
-            "TRADING_ORCHESTRATOR_DEADLINE_MINUTES": "1",
-            "TRADING_SYMBOLS": ",".join(SYMBOLS),
-            "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{replay.port}",
-        },
-    )
-    instance.start(timeout=600)
-    try:
+def airflow(running_airflow, data_root, replay):
+    with running_airflow(
+        "exchange-schedule",
+        data_root,
+        TRADING_ORCHESTRATOR_SCHEDULE="exchange",
+        # no scheduled run of today's bars (the replay has none): the schedule ends before them
+        TRADING_ORCHESTRATOR_START_DATE="2025-11-03",
+        TRADING_ORCHESTRATOR_END_DATE=EARLY_CLOSE,
+        # a deadline shorter than the backfill: its runs must still not be marked late
+        TRADING_ORCHESTRATOR_DEADLINE_MINUTES="1",
+        TRADING_SYMBOLS=",".join(SYMBOLS),
+        TRADING_YAHOO_ENDPOINT=f"http://127.0.0.1:{replay.port}",
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 def _create_backfill(airflow, body: dict) -> dict:

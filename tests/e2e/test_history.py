@@ -19,7 +19,6 @@ from urllib.parse import quote
 
 import pandas as pd
 import pytest
-from local_airflow import LocalAirflow, free_port
 from yahoo_replay import YahooReplay, weeks_into_window
 
 from trading_lib import layout, pipeline
@@ -70,25 +69,18 @@ def data_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def airflow(stack_home, data_root, replay, days):
-    instance = LocalAirflow(
-        stack_home("history-airflow"),
-        free_port(),
-        str(data_root),
-        extra_env={
-            "TRADING_ORCHESTRATOR_SCHEDULE": "30 10-16 * * 1-5",
-            "TRADING_ORCHESTRATOR_START_DATE": days[2],
-            "TRADING_ORCHESTRATOR_END_DATE": days[2],
-            "TRADING_ORCHESTRATOR_CATCHUP": "true",
-            "TRADING_SYMBOLS": ",".join(SYMBOLS),
-            "TRADING_YAHOO_ENDPOINT": f"http://127.0.0.1:{replay.port}",
-        },
-    )
-    instance.start(timeout=600)
-    try:
+def airflow(running_airflow, data_root, replay, days):
+    with running_airflow(
+        "history",
+        data_root,
+        TRADING_ORCHESTRATOR_SCHEDULE="30 10-16 * * 1-5",
+        TRADING_ORCHESTRATOR_START_DATE=days[2],
+        TRADING_ORCHESTRATOR_END_DATE=days[2],
+        TRADING_ORCHESTRATOR_CATCHUP="true",
+        TRADING_SYMBOLS=",".join(SYMBOLS),
+        TRADING_YAHOO_ENDPOINT=f"http://127.0.0.1:{replay.port}",
+    ) as instance:
         yield instance
-    finally:
-        instance.stop()
 
 
 @pytest.fixture(scope="module")

@@ -159,22 +159,23 @@ class AirflowClient:
         return self.get(f"/api/v2/dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}")
 
     def dag_runs(self, dag_id: str, state: str | None = None) -> list[dict]:
-        query = f"&state={state}" if state else ""
-        return self._all_pages(f"/api/v2/dags/{dag_id}/dagRuns?order_by=run_after{query}", "dag_runs")
+        query = "&order_by=run_after" + (f"&state={state}" if state else "")
+        return self._all_pages(f"/api/v2/dags/{dag_id}/dagRuns", "dag_runs", query)
 
     def task_instances(
         self, dag_id: str, run_id: str, task_id: str | None = None, state: str | None = None
     ) -> list[dict]:
         quoted = urllib.parse.quote(run_id, safe="")
         query = (f"&task_id={task_id}" if task_id else "") + (f"&state={state}" if state else "")
-        path = f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances?{query.lstrip('&')}"
-        return self._all_pages(path, "task_instances")
+        return self._all_pages(
+            f"/api/v2/dags/{dag_id}/dagRuns/{quoted}/taskInstances", "task_instances", query
+        )
 
-    def _all_pages(self, path: str, key: str) -> list[dict]:
-        """Every item of a paginated list endpoint (``path`` ends in its query, maybe empty), 100 a page."""
+    def _all_pages(self, path: str, key: str, query: str) -> list[dict]:
+        """Every item of a paginated list endpoint, 100 a page (``query``: "&name=value..." or "")."""
         items: list[dict] = []
         while True:
-            page = self.get(f"{path}{'&' if not path.endswith('?') else ''}limit=100&offset={len(items)}")
+            page = self.get(f"{path}?limit=100&offset={len(items)}{query}")
             items.extend(page[key])
             if not page[key] or len(items) >= page["total_entries"]:
                 return items

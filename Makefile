@@ -23,16 +23,20 @@ CONF ?=
 
 .PHONY: demo dags-test stop status test test-fast bench bench-scale lint install install-test clean
 
+# --compile-bytecode: uv, unlike pip, leaves the .pyc files to the first import, and with
+# PYTHONDONTWRITEBYTECODE set (as on CI machines and in many containers) no import ever writes them:
+# then every Airflow process, task and CLI call compiles Airflow from source again (4.3 against
+# 1.8 CPU-s for the imports of a task process, docs/performance.md).
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
-	$(UV) pip install --quiet --python $(PY) -r requirements.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt
 	$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	$(UV) pip check --python $(PY)
 	@touch $@
 
 $(TEST_STAMP): $(STAMP) requirements-test.txt
-	$(UV) pip install --quiet --python $(PY) -r requirements.txt -r requirements-test.txt
+	$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements.txt -r requirements-test.txt
 	$(UV) pip check --python $(PY)
 	@touch $@
 

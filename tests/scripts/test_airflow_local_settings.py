@@ -33,6 +33,11 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+def _preloaded(result: subprocess.CompletedProcess) -> str:
+    """The probe's "preloaded: ..." line (log lines may come before it)."""
+    return next(line for line in result.stdout.splitlines() if line.startswith("preloaded:")).strip()
+
+
 def _run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     code = textwrap.dedent(PROBE.format(argv=argv, settings=str(SETTINGS)))
     return subprocess.run(
@@ -47,7 +52,7 @@ def test_a_celery_worker_preloads_s3_and_its_forked_task_reaches_the_store(moto_
     env = {**os.environ, **moto_s3.aws_env(), "TRADING_DATA_ROOT": root}
     result = _run(["airflow", "celery", "worker"], env)
     assert result.returncode == 0, result.stderr
-    assert "preloaded: s3fs trading_lib.pipeline" in result.stdout
+    assert _preloaded(result) == "preloaded: s3fs trading_lib.pipeline"
     # a failed preload is only logged (a task pays the import again): it must not happen
     logged = result.stdout + result.stderr
     assert "failed" not in logged, logged
@@ -58,7 +63,7 @@ def test_a_local_data_root_preloads_the_pipeline_but_not_s3(tmp_path):
     env = {**os.environ, "TRADING_DATA_ROOT": str(tmp_path / "data")}
     result = _run(["airflow", "scheduler"], env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "preloaded: trading_lib.pipeline"
+    assert _preloaded(result) == "preloaded: trading_lib.pipeline"
     assert (tmp_path / "data" / "probe.txt").read_bytes() == b"forked task"
 
 
@@ -66,4 +71,4 @@ def test_other_processes_preload_nothing(tmp_path):
     env = {**os.environ, "TRADING_DATA_ROOT": str(tmp_path / "data")}
     result = _run(["airflow", "api-server"], env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-1] == "preloaded:"
+    assert _preloaded(result) == "preloaded:"

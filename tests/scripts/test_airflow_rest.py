@@ -117,10 +117,11 @@ def test_a_trigger_whose_first_post_landed_returns_that_run_instead_of_a_second(
 
 def test_list_endpoints_are_read_page_by_page_to_the_last_item(api):
     runs = [{"dag_run_id": f"r{i}"} for i in range(230)]
-    pages = [
-        f"/api/v2/dags/d/dagRuns?limit=100&offset={o}&order_by=run_after&state=success" for o in (0, 100, 200)
-    ]
-    for offset, path in zip((0, 100, 200), pages, strict=True):
+    pages = {
+        o: f"/api/v2/dags/d/dagRuns?limit=100&offset={o}&order_by=run_after&state=success"
+        for o in (0, 100, 200)
+    }
+    for offset, path in pages.items():
         api.script[path] = [(200, {"dag_runs": runs[offset : offset + 100], "total_entries": len(runs)})]
     instances = [{"map_index": i} for i in range(3)]
     quoted = quote("manual__1", safe="")
@@ -130,4 +131,4 @@ def test_list_endpoints_are_read_page_by_page_to_the_last_item(api):
     assert client.dag_runs("d", state="success") == runs
     assert client.task_instances("d", "manual__1", "t") == instances
     asked = [p for _, p, _ in api.requests if p != "/auth/token"]
-    assert asked == [*pages, path]
+    assert asked == [*pages.values(), path]

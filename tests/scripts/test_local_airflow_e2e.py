@@ -44,11 +44,7 @@ def stack(stack_home, probe_dags):
 
 def home_processes(home: Path) -> list:
     """Live processes started with AIRFLOW_HOME=home (checked apart from LocalAirflow.members())."""
-    return [
-        p
-        for p in processes()
-        if p.state not in ("Z", "X") and proc_environ(p.pid).get("AIRFLOW_HOME") == str(home)
-    ]
+    return [p for p in processes() if alive(p) and proc_environ(p.pid).get("AIRFLOW_HOME") == str(home)]
 
 
 def _survivors(snapshot: list) -> list:
